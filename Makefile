@@ -1,0 +1,38 @@
+# camfleet: `make demo` runs it, `make test` proves it. Both set up everything they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STRICT := $(if $(CI),--strict,)
+
+.PHONY: demo test lint unit sysdeps venv bench clean
+
+# The virtualenv is refreshed whenever pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+sysdeps:
+	bash scripts/install-system-deps.sh $(STRICT)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: sysdeps lint unit
+
+demo: sysdeps venv
+	$(BIN)/camfleet sim --cameras 4 --port 8554 --http-port 8080 --profile hikvision
+
+bench: sysdeps venv
+	$(BIN)/python benchmarks/sim_serving.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""camfleet edge agent: owns the camera connections, stamps, records and detects."""

@@ -1,0 +1,1 @@
+"""camfleet controller: registry, assignment, event center, models, rollouts, web view."""

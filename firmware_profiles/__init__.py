@@ -1,0 +1,1 @@
+"""Camera-family data files (TOML), one per family; validated by `fleet.profiles`."""

@@ -1,0 +1,1 @@
+"""The `camfleet` command line."""

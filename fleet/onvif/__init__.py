@@ -1,0 +1,1 @@
+"""ONVIF bits camfleet speaks: WS-Discovery."""

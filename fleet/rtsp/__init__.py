@@ -1,0 +1,1 @@
+"""RTSP/RTP/RTCP/SDP protocol logic, free of sockets (sans-IO)."""

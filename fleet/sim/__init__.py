@@ -1,0 +1,1 @@
+"""Camera simulator: synthetic CCTV scenes served over RTSP like real firmware."""
