@@ -30,7 +30,9 @@ TOOL_PACKAGES = {
 
 def require_tool(name: str) -> str:
     """Path of a system tool; a missing tool fails (under CI) or skips with what to install."""
-    path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
+    path = shutil.which(name) or (
+        f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None
+    )
     if path:
         return path
     pkg = TOOL_PACKAGES.get(name, name)
@@ -104,7 +106,7 @@ def start_sim(tmp_dir: str, *args: str, cameras: int = 2, timeout: float = 120) 
 
     def ready() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"sim exited {proc.returncode}: {open(log).read()[-2000:]}")
+            raise RuntimeError(f"sim exited {proc.returncode}: {Path(log).read_text()[-2000:]}")
         return bool(sim.get("/health"))
 
     try:

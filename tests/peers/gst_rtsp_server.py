@@ -100,6 +100,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--file", type=Path, required=True, help="MP4 with one H.264 track")
     parser.add_argument("--path", default="/stream", help="mount point, starts with /")
     parser.add_argument("--udp", action="store_true", help="offer UDP transport as well as TCP")
+    parser.add_argument(
+        "--mounts", type=int, default=1, help="serve N mounts PATH1..PATHN (benchmarks)"
+    )
     args = parser.parse_args(argv)
     if not args.file.is_file():
         parser.error(f"no such file: {args.file}")
@@ -108,10 +111,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    Gst.init(None)
-
+def make_factory(args: argparse.Namespace) -> GstRtspServer.RTSPMediaFactory:
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch_line(args.file.resolve()))
     factory.set_shared(True)
@@ -121,11 +121,22 @@ def main(argv: list[str]) -> int:
     factory.set_protocols(transports)
     # Each new media gets its own looper; the pad probe it installs keeps it alive.
     factory.connect("media-configure", lambda _factory, media: EndlessFile(media))
+    return factory
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    Gst.init(None)
 
     server = GstRtspServer.RTSPServer()
     server.set_address(HOST)
     server.set_service(str(args.port))
-    server.get_mount_points().add_factory(args.path, factory)
+    mounts = server.get_mount_points()
+    if args.mounts == 1:
+        mounts.add_factory(args.path, make_factory(args))
+    else:
+        for i in range(1, args.mounts + 1):
+            mounts.add_factory(f"{args.path}{i}", make_factory(args))
     # attach() binds and listens; 0 means it could not (port taken, say).
     if not server.attach(None):
         print(f"gst_rtsp_server: cannot listen on {HOST}:{args.port}", file=sys.stderr)
