@@ -32,7 +32,7 @@ demo: sysdeps venv
 	$(BIN)/camfleet sim --cameras 4 --port 8554 --http-port 8080 --profile hikvision
 
 bench: sysdeps venv
-	$(BIN)/python benchmarks/sim_serving.py
+	$(BIN)/python -m benchmarks.sim_serving
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

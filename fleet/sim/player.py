@@ -46,6 +46,8 @@ def _send_frame(
         return
     keyframe = variant.loop.units[unit].keyframe
     if session.waiting_keyframe and not keyframe:
+        if session.frames_sent:  # it was streaming: frames it misses now are drops
+            session.frames_dropped += 1
         return
     if session.sink.backlog() > MAX_BACKLOG_BYTES:
         session.frames_dropped += 1
