@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from fleet.rtsp.message import ClientConnection, InterleavedFrame, Response, render_request
 from fleet.rtsp.rtp import parse_rtp
+from fleet.rtsp.sdp import parse_sdp
 
 
 @dataclass
@@ -49,9 +50,9 @@ async def _read(url: str, seconds: float, count: StreamCount) -> None:
     try:
         desc = await ask("DESCRIBE", url, [("Accept", "application/sdp")])
         base = desc.headers.get("Content-Base") or url + "/"
-        setup = await ask(
-            "SETUP", base + "trackID=0", [("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")]
-        )
+        control = parse_sdp(desc.body.decode()).media[0].control or ""
+        track = control if "://" in control else base.rstrip("/") + "/" + control
+        setup = await ask("SETUP", track, [("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")])
         session = (setup.headers.get("Session") or "").split(";")[0]
         await ask("PLAY", url, [("Session", session)])
         started = time.monotonic()
