@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import av
 
@@ -39,6 +40,6 @@ class Stamp:
 class StampedPacket:
     info: StreamInfo
     stamp: Stamp
-    packet: av.Packet  # the demuxer's packet, shared by reference
+    packet: av.Packet[Any]  # the demuxer's packet, shared by reference
     keyframe: bool
     pts: int | None  # in info.time_base, as the demuxer gave it
