@@ -91,9 +91,11 @@ class SimProcess:
                 self.proc.wait()
 
 
-def start_sim(tmp_dir: str, *args: str, cameras: int = 2, timeout: float = 120) -> SimProcess:
-    """Start `camfleet sim` on free ports and wait until its HTTP side answers."""
-    port, http_port = free_port(), free_port()
+def start_sim(
+    tmp_dir: str, *args: str, cameras: int = 2, timeout: float = 120, port: int | None = None
+) -> SimProcess:
+    """Start `camfleet sim` on free ports (RTSP on `port` if given); wait until HTTP answers."""
+    port, http_port = port or free_port(), free_port()
     log = os.path.join(tmp_dir, f"sim-{port}.log")
     cmd = [
         sys.executable, "-m", "fleet.cli.main", "sim",
