@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from agent.cli import app as agent_app
 from fleet.cli.profiles import app as profiles_app
 from fleet.cli.sim import sim_command
 
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(agent_app, name="agent")
 app.command("sim")(sim_command)
 
 

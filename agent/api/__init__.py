@@ -1,0 +1,1 @@
+"""The agent's local HTTP API: health, stats, recordings, clips, exact frames, metrics."""

@@ -1,0 +1,150 @@
+"""The agent's HTTP side: thin routes over the runtime and the media index.
+
+Times go out as UTC ISO 8601 with microseconds and come in as that or epoch microseconds.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from starlette.background import BackgroundTask
+
+from agent.api.jpeg import to_jpeg
+from agent.api.metrics import render_metrics
+from agent.recording.clip import ClipError, decode_frame_at, extract_clip
+from agent.recording.index import Index
+from fleet.timefmt import iso_us, parse_time_us
+
+if TYPE_CHECKING:
+    from agent.runtime import AgentRuntime
+
+MAX_CLIP_S = 15 * 60
+
+
+def _time(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_time_us(value)
+    except ValueError:
+        raise HTTPException(
+            422, f"{name}: not a UTC ISO 8601 time or epoch µs: {value!r}"
+        ) from None
+
+
+def _index(request: Request) -> Iterator[Index]:
+    # One SQLite connection per request thread (the recorder writes through its own).
+    with Index.open(request.app.state.runtime.data_dir) as idx:
+        yield idx
+
+
+Idx = Annotated[Index, Depends(_index)]
+
+
+def create_app(runtime: AgentRuntime) -> FastAPI:
+    app = FastAPI(title="camfleet agent", docs_url=None, redoc_url=None)
+    app.state.runtime = runtime
+
+    def camera(name: str) -> str:
+        if name not in runtime.cameras:
+            raise HTTPException(404, f"no camera {name!r} on this agent")
+        return name
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"ok": True, "cameras": len(runtime.cameras)}
+
+    @app.get("/stats")
+    def stats() -> dict[str, Any]:
+        return runtime.stats()
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        return render_metrics(runtime.stats())
+
+    @app.get("/cameras/{name}/recordings")
+    def recordings(
+        name: str, idx: Idx, stream: str = "main", from_: str | None = Query(None, alias="from"),
+        to: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        cam = camera(name)
+        lo, hi = _time("from", from_), _time("to", to)
+        segs = idx.segments(cam, stream, from_us=lo, to_us=hi)
+        return {
+            "camera": cam,
+            "stream": stream,
+            "segments": [
+                {
+                    "id": s.id,
+                    "start": iso_us(s.start_us),
+                    "end": iso_us(s.end_us) if s.end_us else None,
+                    "frames": s.frames,
+                    "bytes": s.bytes,
+                    "sha256": s.sha256,
+                    "status": s.status,
+                }
+                for s in segs
+                if s.status != "deleted"
+            ],
+            "gaps": [
+                {"start": iso_us(g.start_us), "end": iso_us(g.end_us), "reason": g.reason}
+                for g in idx.gaps(cam, stream, lo, hi)
+            ],
+        }
+
+    @app.get("/cameras/{name}/clip")
+    def clip(
+        name: str, idx: Idx, from_: str = Query(alias="from"), to: str = Query(),
+        stream: str = "main",
+    ) -> FileResponse:  # fmt: skip
+        cam = camera(name)
+        lo, hi = _time("from", from_), _time("to", to)
+        assert lo is not None and hi is not None
+        if hi - lo > MAX_CLIP_S * 1_000_000:
+            raise HTTPException(422, f"a clip is at most {MAX_CLIP_S} s long")
+        out = Path(tempfile.mkstemp(suffix=".mp4", prefix="clip-")[1])
+        try:
+            result = extract_clip(idx, cam, stream, lo, hi, out)
+        except ClipError as exc:
+            out.unlink(missing_ok=True)
+            raise HTTPException(404, str(exc)) from None
+        return FileResponse(
+            out,
+            media_type="video/mp4",
+            headers={
+                "X-Camfleet-First": iso_us(result.first_us),
+                "X-Camfleet-Last": iso_us(result.last_us),
+                "X-Camfleet-Frames": str(result.frames),
+            },
+            background=BackgroundTask(out.unlink, missing_ok=True),
+        )
+
+    @app.get("/cameras/{name}/frame")
+    def frame(name: str, idx: Idx, at: str, stream: str = "main") -> Response:
+        cam = camera(name)
+        stamp = _time("at", at)
+        assert stamp is not None
+        try:
+            image = decode_frame_at(idx, cam, stream, stamp)
+        except ClipError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return Response(to_jpeg(image), media_type="image/jpeg",
+                        headers={"X-Camfleet-Stamp": iso_us(stamp)})  # fmt: skip
+
+    @app.get("/cameras/{name}/snapshot.jpg")
+    def snapshot(name: str, stream: str = "main") -> Response:
+        cam = camera(name)
+        pipeline = runtime.pipeline(cam, stream)
+        latest = pipeline.live.latest if pipeline else None
+        if latest is None:
+            raise HTTPException(503, f"no frame from {cam}/{stream} yet")
+        sp, image = latest
+        return Response(to_jpeg(image), media_type="image/jpeg",
+                        headers={"X-Camfleet-Stamp": iso_us(sp.stamp.capture_us)})  # fmt: skip
+
+    return app

@@ -1,0 +1,1 @@
+"""What the live view gets: the latest decoded frame of a stream (snapshots)."""

@@ -1,0 +1,119 @@
+"""The recorder's thread: drains every stream's never-drop queue into one Recorder.
+
+SQLite wants one writing connection per thread, so one thread owns the Recorder and its index;
+gaps that ingest notices arrive here through a queue, and retention runs here too.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.fanout.consumer import Consumer
+from agent.frames import StampedPacket
+from agent.recording.index import GapReason, Index
+from agent.recording.recorder import Recorder, RecorderStats
+from agent.recording.retention import apply_retention
+
+log = logging.getLogger("camfleet.agent.recording")
+
+IDLE_WAIT_S = 0.02  # how long the thread naps when every queue is empty
+BATCH = 256  # packets taken from one queue before looking at the next (fairness)
+RETENTION_INTERVAL_S = 60.0
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    max_age_s: float | None
+    budget_bytes: int | None
+
+
+@dataclass(frozen=True)
+class _GapNote:
+    camera: str
+    stream: str
+    start_us: int
+    end_us: int
+    reason: GapReason
+
+
+class RecordingService:
+    def __init__(self, data_dir: Path, segment_seconds: float, retention: RetentionPolicy) -> None:
+        self.data_dir = data_dir
+        self.segment_seconds = segment_seconds
+        self.retention = retention
+        self._consumers: list[Consumer[StampedPacket]] = []
+        self._gaps: queue.SimpleQueue[_GapNote] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._stats: RecorderStats | None = None
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+
+    def add(self, consumer: Consumer[StampedPacket]) -> None:
+        self._consumers = [*self._consumers, consumer]
+
+    def note_gap(
+        self, camera: str, stream: str, start_us: int, end_us: int, reason: GapReason
+    ) -> None:
+        """Called from any thread (ingest): the recorder's thread writes it down."""
+        if end_us > start_us:
+            self._gaps.put(_GapNote(camera, stream, start_us, end_us, reason))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Record what is queued, close the segments, and write the agent-stopped gap."""
+        self._stop.set()
+        self._thread.join(30)
+
+    def stats(self) -> RecorderStats | None:
+        return self._stats
+
+    def _run(self) -> None:
+        with Index.open(self.data_dir) as index:
+            recorder = Recorder(self.data_dir, index, self.segment_seconds)
+            next_retention = time.monotonic()
+            while True:
+                stopping = self._stop.is_set()
+                moved = self._drain(recorder)
+                while not self._gaps.empty():
+                    g = self._gaps.get()
+                    recorder.gap(g.camera, g.stream, g.start_us, g.end_us, g.reason)
+                self._stats = recorder.stats()
+                if stopping and not moved:
+                    break
+                if time.monotonic() >= next_retention:
+                    next_retention = time.monotonic() + RETENTION_INTERVAL_S
+                    self._apply_retention(index)
+                if not moved:
+                    self._stop.wait(IDLE_WAIT_S)
+            recorder.close()
+            self._stats = recorder.stats()
+
+    def _drain(self, recorder: Recorder) -> int:
+        moved = 0
+        for consumer in self._consumers:
+            for _ in range(BATCH):
+                sp = consumer.get(timeout=0)
+                if sp is None:
+                    break
+                recorder.push(sp)
+                moved += 1
+        return moved
+
+    def _apply_retention(self, index: Index) -> None:
+        try:
+            deleted = apply_retention(
+                index,
+                time.time_ns() // 1000,
+                self.retention.max_age_s,
+                self.retention.budget_bytes,
+            )
+            if deleted:
+                log.info("retention deleted %d segments", len(deleted))
+        except Exception:
+            log.exception("retention failed; will retry")

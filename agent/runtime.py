@@ -1,0 +1,175 @@
+"""Assembles the agent: per camera stream, ingest → stamp → fan-out → recorder, audit, live.
+
+Nothing downstream calls back into ingest; each stage runs in its own thread and talks through
+the stream's hub, so a slow consumer never holds up the camera connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.audit.auditor import FrameAuditor
+from agent.fanout.hub import StreamHub
+from agent.ingest.connection import StreamConnection, SystemClock
+from agent.live.latest import LatestFrame
+from agent.recording.index import Index
+from agent.recording.service import RecordingService, RetentionPolicy
+from agent.stamping.clock import ClockSyncProbe, clock_synchronised
+from agent.stamping.stamper import Stamper
+from fleet.config import AgentConfig, CameraConfig
+from fleet.profiles import load_profile
+
+log = logging.getLogger("camfleet.agent")
+
+StreamKind = Literal["main", "sub"]
+# Packets the recorder may have queued before its queue raises the alarm (about a minute of a
+# 15 fps stream); the queue never drops, the alarm says the disk is not keeping up.
+RECORDER_QUEUE = 1000
+
+
+@dataclass
+class StreamPipeline:
+    camera: str
+    stream: StreamKind
+    hub: StreamHub
+    stamper: Stamper
+    connection: StreamConnection
+    live: LatestFrame
+    auditor: FrameAuditor | None
+    _gap_start: tuple[str, int] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.live.start()
+        if self.auditor:
+            self.auditor.start()
+        self.connection.start()
+
+    def stop_ingest(self) -> None:
+        self.connection.stop()
+
+    def stop_consumers(self) -> None:
+        if self.auditor:
+            self.auditor.stop()
+        self.live.stop()
+
+    def stats(self) -> dict[str, Any]:
+        conn = self.connection.stats()
+        hub = self.hub.stats()
+        return {
+            "state": conn.state.value,
+            "reason": conn.reason,
+            "since_us": conn.since_us,
+            "reconnects": conn.reconnects,
+            "packets": conn.packets,
+            "bytes": conn.bytes,
+            "corrupt": conn.corrupt,
+            "stalls": conn.stalls,
+            "last_packet_at_us": conn.last_packet_at_us,
+            "generation": conn.generation,
+            "stamper": asdict(self.stamper.stats),
+            "consumers": {c.name: asdict(c) for c in hub.consumers},
+            "decoder": asdict(hub.decoder) if hub.decoder else None,
+            "analysed": self.auditor.stats().analysed if self.auditor else 0,
+        }
+
+
+class AgentRuntime:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Create the index (schema, WAL) once here: threads opening a new database together
+        # would race on it.
+        Index.open(self.data_dir).close()
+        self.recording = RecordingService(
+            self.data_dir,
+            config.defaults.segment_seconds,
+            RetentionPolicy(
+                max_age_s=config.retention.max_age_hours * 3600,
+                budget_bytes=int(config.retention.max_disk_gb * 1e9),
+            ),
+        )
+        probe = ClockSyncProbe(clock_synchronised)
+        self.clock = SystemClock(lambda: probe.now_synced() is True)
+        self.pipelines: dict[tuple[str, str], StreamPipeline] = {}
+        for cam in config.cameras:
+            self.pipelines[(cam.name, "main")] = self._pipeline(cam, "main", cam.url)
+            if cam.sub_url:
+                self.pipelines[(cam.name, "sub")] = self._pipeline(cam, "sub", cam.sub_url)
+
+    @property
+    def cameras(self) -> list[str]:
+        return [c.name for c in self.config.cameras]
+
+    def _pipeline(self, cam: CameraConfig, kind: StreamKind, url: str) -> StreamPipeline:
+        profile = load_profile(cam.profile)
+        hub = StreamHub(f"{cam.name}/{kind}")
+        stamper = Stamper()
+        self.recording.add(hub.subscribe("recorder", "never_drop", RECORDER_QUEUE))
+        live = LatestFrame(hub.subscribe("live", "drop_oldest", 2, wants_frames=True,
+                                         keyframes_only=True))  # fmt: skip
+        auditor = None
+        if kind == "main":  # detection looks at the main stream
+            detect_fps = cam.detect_fps or self.config.defaults.detect_fps
+            frames = hub.subscribe(
+                "detect", "drop_oldest", 8, wants_frames=True, max_fps=detect_fps
+            )
+            auditor = FrameAuditor(frames, self.data_dir)
+        pipeline = StreamPipeline(cam.name, kind, hub, stamper, None, live, auditor)  # type: ignore[arg-type]
+
+        def gap_start(reason: str, last_us: int | None) -> None:
+            pipeline._gap_start = (reason, last_us) if last_us is not None else None
+
+        def gap_end(first_us: int) -> None:
+            if pipeline._gap_start is not None:
+                _, start = pipeline._gap_start
+                self.recording.note_gap(cam.name, kind, start, first_us, "camera_lost")
+                pipeline._gap_start = None
+
+        pipeline.connection = StreamConnection(
+            cam.name, kind, url, profile, stamper, hub.publish, clock=self.clock,
+            on_gap_start=gap_start, on_gap_end=gap_end,
+        )  # fmt: skip
+        return pipeline
+
+    def start(self) -> None:
+        self.recording.start()
+        for p in self.pipelines.values():
+            p.start()
+        log.info("agent started: %d streams", len(self.pipelines))
+
+    def stop(self) -> None:
+        for p in self.pipelines.values():
+            p.stop_ingest()
+        for p in self.pipelines.values():
+            p.stop_consumers()
+        self.recording.stop()
+        for p in self.pipelines.values():
+            p.hub.close()
+
+    def pipeline(self, camera: str, stream: str = "main") -> StreamPipeline | None:
+        return self.pipelines.get((camera, stream))
+
+    def stats(self) -> dict[str, Any]:
+        rec = self.recording.stats()
+        return {
+            "streams": {f"{c}/{s}": p.stats() for (c, s), p in self.pipelines.items()},
+            "recorder": asdict(rec) if rec else None,
+            "clock_synced": self.clock.synced(),
+            "disk": _disk_use(self.data_dir),
+        }
+
+
+def _disk_use(path: Path) -> dict[str, int]:
+    import shutil
+
+    total, used, free = shutil.disk_usage(path)
+    recorded = (
+        sum(f.stat().st_size for f in (path / "recordings").rglob("*.mp4"))
+        if (path / "recordings").exists()
+        else 0
+    )
+    return {"total": total, "used": used, "free": free, "recordings": recorded}
