@@ -29,7 +29,7 @@ unit: venv
 test: sysdeps lint unit
 
 demo: sysdeps venv
-	$(BIN)/camfleet sim --cameras 4 --port 8554 --http-port 8080 --profile hikvision
+	BIN=$(BIN) bash scripts/demo.sh
 
 bench: sysdeps venv
 	$(BIN)/python -m benchmarks.sim_serving

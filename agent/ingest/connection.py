@@ -210,7 +210,8 @@ class StreamConnection:
             params = source.open(
                 self.url, self.transport, self.open_timeout_s, self.stall_timeout_s
             )
-            self._stamper.reset()  # a new connection is a new PTS timeline
+            if self._attempts > 1:  # a new connection is a new PTS timeline
+                self._stamper.reset()
             info = self._new_info(params)
             first = True
             while not self._stop.is_set():
