@@ -33,6 +33,7 @@ demo: sysdeps venv
 
 bench: sysdeps venv
 	$(BIN)/python -m benchmarks.sim_serving
+	$(BIN)/python -m benchmarks.ingest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
