@@ -61,6 +61,12 @@ def sim_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
+    if truth is not None:
+        try:
+            truth.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            typer.echo(f"error: cannot write --truth {truth}: {exc}", err=True)
+            raise typer.Exit(2) from None
     started = time.monotonic()
     with typer.progressbar(length=1, label="scene loops", file=None) as bar:
 

@@ -8,12 +8,15 @@ so what it receives always decodes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
 from fleet.rtsp.rtcp import sender_report
 from fleet.sim.camera import SimCamera
 from fleet.sim.session import SimSession
+
+log = logging.getLogger("camfleet.sim")
 
 SENDER_REPORT_INTERVAL_S = 5.0
 # A client this far behind is treated like a real camera treats it: frames are dropped
@@ -90,7 +93,10 @@ async def play(
         delay = loop_start + n * period - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        if n % camera.clock.frame_count == 0:
-            on_iteration(camera, n // camera.clock.frame_count)
-        tick(camera, n, time.monotonic())
+        try:
+            if n % camera.clock.frame_count == 0:
+                on_iteration(camera, n // camera.clock.frame_count)
+            tick(camera, n, time.monotonic())
+        except Exception:  # one bad frame must not silence the camera for good
+            log.exception("%s: frame %d", camera.name, n)
         n += 1

@@ -182,9 +182,12 @@ class Simulator:
         records = iteration_truth(camera.name, camera.spec, camera.clock, iteration)
         self.truth.extend(records)
         if self.options.truth_path and records:
-            with self.options.truth_path.open("a") as f:
-                for r in records:
-                    f.write(json.dumps(r.to_json()) + "\n")
+            try:
+                with self.options.truth_path.open("a") as f:
+                    for r in records:
+                        f.write(json.dumps(r.to_json()) + "\n")
+            except OSError as exc:  # the cameras keep streaming; GET /truth still has it
+                log.error("cannot write truth to %s: %s", self.options.truth_path, exc)
 
     def discovery_matches(self) -> list[ProbeMatch]:
         http = f"http://{self.options.host}:{self.options.http_port}"

@@ -155,3 +155,11 @@ def test_cli_reports_bad_profile() -> None:
     )  # fmt: skip
     assert out.returncode == 2
     assert "nosuch" in out.stderr
+
+
+def test_truth_file_in_a_new_directory_is_created_and_cameras_stream(sim_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    truth = tmp_path / "not" / "yet" / "truth.jsonl"
+    sim = sim_factory("--main-size", SIZE, "--loop-seconds", "4", "--truth", str(truth),
+                      cameras=1)  # fmt: skip
+    wait_for(truth.exists, what="truth file")
+    assert len(decode(sim.rtsp + "/cam1", 5)) == 5
