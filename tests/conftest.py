@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import httpx
 import pytest
@@ -28,18 +28,25 @@ TOOL_PACKAGES = {
 }
 
 
+def unavailable(msg: str) -> NoReturn:
+    """A real peer this test needs is missing: fail under CI (nothing skips silently there),
+    otherwise skip; either way saying what to install."""
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 def require_tool(name: str) -> str:
-    """Path of a system tool; a missing tool fails (under CI) or skips with what to install."""
+    """Path of a system tool, or `unavailable` with the package that provides it."""
     path = shutil.which(name) or (
         f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None
     )
     if path:
         return path
     pkg = TOOL_PACKAGES.get(name, name)
-    msg = f"{name} not found: install it with `apt-get install {pkg}` (or run `make sysdeps`)"
-    if os.environ.get("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+    unavailable(f"{name} not found: install it with `apt-get install {pkg}` (or `make sysdeps`)")
+        f"{name} not found: install it with `apt-get install {pkg}` (or run `make sysdeps`)"
+    )
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
