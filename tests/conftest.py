@@ -45,8 +45,6 @@ def require_tool(name: str) -> str:
         return path
     pkg = TOOL_PACKAGES.get(name, name)
     unavailable(f"{name} not found: install it with `apt-get install {pkg}` (or `make sysdeps`)")
-        f"{name} not found: install it with `apt-get install {pkg}` (or run `make sysdeps`)"
-    )
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
