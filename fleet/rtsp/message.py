@@ -126,30 +126,32 @@ def _parse_cseq(headers: Headers) -> int | None:
     return int(value)
 
 
+class _CSeqMessage:
+    """What requests and responses share: headers, and the CSeq read from them."""
+
+    headers: Headers
+
+    @property
+    def cseq(self) -> int | None:
+        return _parse_cseq(self.headers)
+
+
 @dataclass(frozen=True)
-class Request:
+class Request(_CSeqMessage):
     method: str
     uri: str
     version: str
     headers: Headers
     body: bytes
 
-    @property
-    def cseq(self) -> int | None:
-        return _parse_cseq(self.headers)
-
 
 @dataclass(frozen=True)
-class Response:
+class Response(_CSeqMessage):
     status: int
     reason: str
     version: str
     headers: Headers
     body: bytes
-
-    @property
-    def cseq(self) -> int | None:
-        return _parse_cseq(self.headers)
 
 
 @dataclass(frozen=True)
