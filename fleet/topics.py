@@ -124,46 +124,6 @@ def build_topic(agent_id: str, kind: TopicKind) -> str:
     return f"{_AGENTS}{check_agent_id(agent_id)}/{kind.value}"
 
 
-def status_topic(agent_id: str) -> str:
-    return build_topic(agent_id, TopicKind.STATUS)
-
-
-def heartbeat_topic(agent_id: str) -> str:
-    return build_topic(agent_id, TopicKind.HEARTBEAT)
-
-
-def events_topic(agent_id: str) -> str:
-    return build_topic(agent_id, TopicKind.EVENTS)
-
-
-def clip_manifests_topic(agent_id: str) -> str:
-    return build_topic(agent_id, TopicKind.CLIP_MANIFESTS)
-
-
-def clip_chunks_topic(agent_id: str) -> str:
-    return build_topic(agent_id, TopicKind.CLIP_CHUNKS)
-
-
-def reported_state_topic(agent_id: str) -> str:
-    return build_topic(agent_id, TopicKind.REPORTED_STATE)
-
-
-def acks_topic(agent_id: str) -> str:
-    return build_topic(agent_id, TopicKind.ACKS)
-
-
-def desired_state_topic(agent_id: str) -> str:
-    return build_topic(agent_id, TopicKind.DESIRED_STATE)
-
-
-def commands_topic(agent_id: str) -> str:
-    return build_topic(agent_id, TopicKind.COMMANDS)
-
-
-def models_topic(agent_id: str) -> str:
-    return build_topic(agent_id, TopicKind.MODELS)
-
-
 def parse_topic(topic: str) -> Topic:
     """The agent and kind a topic names; TopicError for anything outside the scheme."""
     if not isinstance(topic, str) or not topic.startswith(_AGENTS):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,41 +17,18 @@ from fleet.topics import (
     Topic,
     TopicError,
     TopicKind,
-    acks_topic,
     agent_acl_patterns,
     agent_subscriptions,
     build_topic,
-    clip_chunks_topic,
-    clip_manifests_topic,
-    commands_topic,
     controller_acl_patterns,
     controller_subscriptions,
-    desired_state_topic,
-    events_topic,
-    heartbeat_topic,
-    models_topic,
     parse_topic,
-    reported_state_topic,
-    status_topic,
 )
 
 PROTOCOL_DOC = Path(__file__).parents[2] / "docs" / "protocol.md"
 
 agent_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)
 kinds = st.sampled_from(list(TopicKind))
-
-BUILDERS: dict[TopicKind, Callable[[str], str]] = {
-    TopicKind.STATUS: status_topic,
-    TopicKind.HEARTBEAT: heartbeat_topic,
-    TopicKind.EVENTS: events_topic,
-    TopicKind.CLIP_MANIFESTS: clip_manifests_topic,
-    TopicKind.CLIP_CHUNKS: clip_chunks_topic,
-    TopicKind.REPORTED_STATE: reported_state_topic,
-    TopicKind.ACKS: acks_topic,
-    TopicKind.DESIRED_STATE: desired_state_topic,
-    TopicKind.COMMANDS: commands_topic,
-    TopicKind.MODELS: models_topic,
-}
 
 HOSTILE_IDS = [
     "",
@@ -84,12 +60,6 @@ def test_build_parse_round_trip(agent_id: str, kind: TopicKind) -> None:
     assert topic == f"camfleet/v1/agents/{agent_id}/{kind.value}"
     assert parse_topic(topic) == Topic(agent_id, kind)
     assert str(Topic(agent_id, kind)) == topic
-
-
-def test_every_kind_has_a_named_builder() -> None:
-    assert set(BUILDERS) == set(TopicKind)
-    for kind, builder in BUILDERS.items():
-        assert parse_topic(builder("edge-01")) == Topic("edge-01", kind)
 
 
 @pytest.mark.parametrize("agent_id", HOSTILE_IDS)
