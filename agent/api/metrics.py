@@ -2,60 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
+Sample = tuple[dict[str, str], float]
 
-def _labels(**labels: str) -> str:
-    inner = ",".join(f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-                     for k, v in labels.items())  # fmt: skip
-    return "{" + inner + "}"
+# (name, type, help, value of one stream's stats)
+_STREAM_METRICS: tuple[tuple[str, str, str, Callable[[dict[str, Any]], float]], ...] = (
+    ("stream_up", "gauge", "1 while the stream is streaming",
+     lambda s: float(s["state"] == "streaming")),
+    ("packets_total", "counter", "packets received and stamped", lambda s: s["packets"]),
+    ("bytes_total", "counter", "bytes received", lambda s: s["bytes"]),
+    ("reconnects_total", "counter", "connection attempts after the first",
+     lambda s: s["reconnects"]),
+    ("stalls_total", "counter", "silent stalls detected", lambda s: s["stalls"]),
+    ("frames_analysed_total", "counter", "frames the detection consumer analysed",
+     lambda s: s["analysed"]),
+    ("reanchors_total", "counter", "stamp re-anchors", lambda s: s["stamper"]["reanchors"]),
+)  # fmt: skip
+
+
+def _label_text(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    escaped = (v.replace("\\", "\\\\").replace('"', '\\"') for v in labels.values())
+    return "{" + ",".join(f'{k}="{v}"' for k, v in zip(labels, escaped, strict=True)) + "}"
+
+
+def _stream_labels(stats: dict[str, Any]) -> Iterator[tuple[dict[str, str], dict[str, Any]]]:
+    for sid, s in stats["streams"].items():
+        camera, stream = sid.split("/", 1)
+        yield {"camera": camera, "stream": stream}, s
 
 
 def render_metrics(stats: dict[str, Any]) -> str:
     lines: list[str] = []
 
-    def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
+    def metric(name: str, kind: str, help_: str, samples: list[Sample]) -> None:
         lines.append(f"# HELP camfleet_{name} {help_}")
         lines.append(f"# TYPE camfleet_{name} {kind}")
-        lines.extend(f"camfleet_{name}{labels} {value}" for labels, value in samples)
+        lines.extend(f"camfleet_{name}{_label_text(lbl)} {float(v)}" for lbl, v in samples)
 
-    streams = stats["streams"]
-
-    def per_stream(key: str) -> list[tuple[str, float]]:
-        out = []
-        for sid, s in streams.items():
-            cam, stream = sid.split("/", 1)
-            out.append((_labels(camera=cam, stream=stream), float(s[key])))
-        return out
-
-    metric("stream_up", "gauge", "1 while the stream is streaming",
-           [(lbl, 1.0 if streams[sid]["state"] == "streaming" else 0.0)
-            for (lbl, _), sid in zip(per_stream("packets"), streams, strict=True)])  # fmt: skip
-    metric("packets_total", "counter", "packets received and stamped", per_stream("packets"))
-    metric("bytes_total", "counter", "bytes received", per_stream("bytes"))
-    metric("reconnects_total", "counter", "connection attempts after the first",
-           per_stream("reconnects"))  # fmt: skip
-    metric("stalls_total", "counter", "silent stalls detected", per_stream("stalls"))
-    metric("frames_analysed_total", "counter", "frames the detection consumer analysed",
-           per_stream("analysed"))  # fmt: skip
-    reanchors = [
-        (
-            _labels(camera=sid.split("/")[0], stream=sid.split("/")[1]),
-            float(s["stamper"]["reanchors"]),
-        )
-        for sid, s in streams.items()
-    ]
-    metric("reanchors_total", "counter", "stamp re-anchors", reanchors)
-    drops = [
-        (_labels(camera=sid.split("/")[0], stream=sid.split("/")[1], consumer=name),
-         float(c["dropped"]))
-        for sid, s in streams.items()
-        for name, c in s["consumers"].items()
-    ]  # fmt: skip
-    metric("consumer_dropped_total", "counter", "items a drop-oldest consumer lost", drops)
+    streams = list(_stream_labels(stats))
+    for name, kind, help_, value in _STREAM_METRICS:
+        metric(name, kind, help_, [(lbl, value(s)) for lbl, s in streams])
+    metric("consumer_dropped_total", "counter", "items a drop-oldest consumer lost",
+           [({**lbl, "consumer": c}, cs["dropped"]) for lbl, s in streams
+            for c, cs in s["consumers"].items()])  # fmt: skip
     disk = stats["disk"]
-    metric("disk_free_bytes", "gauge", "free bytes on the data disk", [("", float(disk["free"]))])
-    metric("recordings_bytes", "gauge", "bytes of recordings", [("", float(disk["recordings"]))])
+    metric("disk_free_bytes", "gauge", "free bytes on the data disk", [({}, disk["free"])])
+    metric("recordings_bytes", "gauge", "bytes of recordings", [({}, disk["recordings"])])
     metric("clock_synced", "gauge", "1 when the agent's clock is NTP-synchronised",
-           [("", 1.0 if stats["clock_synced"] else 0.0)])  # fmt: skip
+           [({}, float(stats["clock_synced"]))])  # fmt: skip
     return "\n".join(lines) + "\n"
