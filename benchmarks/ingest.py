@@ -15,7 +15,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,23 +34,12 @@ from agent.runtime import RECORDER_QUEUE
 from agent.stamping.clock import ClockSyncProbe, clock_synchronised
 from agent.stamping.stamper import Stamper
 from benchmarks.machine import CpuWindow, describe
-from benchmarks.sim_serving import CACHE, PROFILE, REPO, _pinned, _wait_http
+from benchmarks.simulator import PROFILE, REPO, pinned, simulator
 from fleet.profiles import load_profile
 
 SEGMENT_SECONDS = 10.0
 STARTUP_TIMEOUT_S = 30.0
 DECODE_RUNS = 3  # best of: the machine may be shared
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _urls(port: int, n: int) -> list[str]:
-    return [f"rtsp://127.0.0.1:{port}/cam{i + 1}" for i in range(n)]
 
 
 # -- the agent side (runs in its own process, pinned) -----------------------------------------
@@ -108,7 +96,7 @@ def measure_agent(urls: list[str], seconds: float, data_dir: Path) -> dict[str, 
         [sys.executable, "-m", "benchmarks.ingest", "--agent-worker", "--data-dir", str(data_dir),
          *urls],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        **_pinned(1),  # type: ignore[call-overload]
+        **pinned(1),
     )  # fmt: skip
     assert worker.stdin is not None and worker.stdout is not None
     try:
@@ -148,8 +136,7 @@ def measure_ffmpeg(urls: list[str], seconds: float, out_dir: Path) -> dict[str, 
                    "-rtsp_transport", "tcp", "-i", url, "-c", "copy", "-f", "segment",
                    "-segment_time", str(int(SEGMENT_SECONDS)), "-reset_timestamps", "1",
                    str(d / "out%03d.mp4")]  # fmt: skip
-            pinned = _pinned(1)
-            procs.append(subprocess.Popen(cmd, stderr=subprocess.DEVNULL, **pinned))  # type: ignore[call-overload]
+            procs.append(subprocess.Popen(cmd, stderr=subprocess.DEVNULL, **pinned(1)))
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         # Streaming once the first segment has data in it.
         while not all(
@@ -207,14 +194,14 @@ def measure_decode(path: Path) -> dict[str, float]:
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks.ingest", "--decode-worker", str(path)],
             cwd=REPO, capture_output=True, text=True, check=True,
-            **_pinned(1),  # type: ignore[call-overload]
+            **pinned(1),
         )  # fmt: skip
         pyav.append(json.loads(out.stdout))
         bench = subprocess.run(
             ["ffmpeg", "-hide_banner", "-nostdin", "-benchmark", "-i", str(path),
              "-f", "null", "-"],
             capture_output=True, text=True, check=True,
-            **_pinned(1),  # type: ignore[call-overload]
+            **pinned(1),
         )  # fmt: skip
         m = re.search(r"utime=([\d.]+)s stime=([\d.]+)s", bench.stderr)
         frames = re.findall(r"frame=\s*(\d+)", bench.stderr)
@@ -240,21 +227,10 @@ def _per_camera_minute(window: CpuWindow, n: int) -> float:
 
 def run(n: int, seconds: float, distinct_scenes: int) -> None:
     print(f"machine: {describe()}")
-    port, http_port = _free_port(), _free_port()
     work = Path(tempfile.mkdtemp(prefix="camfleet-bench-ingest-"))
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli.main", "sim", "--cameras", str(n), "--port", str(port),
-         "--http-port", str(http_port), "--profile", PROFILE, "--loop-seconds", "30",
-         "--distinct-scenes", str(distinct_scenes), "--cache-dir", str(CACHE)],
-        cwd=REPO, **_pinned(0),  # type: ignore[call-overload]
-    )  # fmt: skip
-    try:
-        _wait_http(f"http://127.0.0.1:{http_port}/health", sim, timeout=600)
-        ours = measure_agent(_urls(port, n), seconds, work / "agent")
-        peer = measure_ffmpeg(_urls(port, n), seconds, work / "ffmpeg")
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        sim.wait(20)
+    with simulator(n, distinct_scenes, timeout=600) as (_sim, urls):
+        ours = measure_agent(urls, seconds, work / "agent")
+        peer = measure_ffmpeg(urls, seconds, work / "ffmpeg")
     # A full (not the last, cut-short) 10 s segment of one camera.
     sample = next((s for s in peer["segments"] if s.name == "out001.mp4"), peer["segments"][0])
     decode = measure_decode(sample)

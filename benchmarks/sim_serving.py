@@ -10,44 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
 import av
-import httpx
 
 from benchmarks.machine import CpuWindow, describe
+from benchmarks.simulator import CACHE, LOOP_SECONDS, PROFILE, REPO, free_port, pinned, simulator
 from fleet.profiles import load_profile
 from fleet.sim.build import SimOptions, plan_cameras
 from fleet.sim.encoded import EncodedLoop, encode_loops
-
-REPO = Path(__file__).resolve().parents[1]
-CACHE = Path.home() / ".cache" / "camfleet" / "sim"
-PROFILE = "generic-onvif"  # 1080p15, 4 Mbit/s, GOP 30
-
-
-def _pinned(cpu: int) -> dict[str, object]:
-    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
-        return {}
-    return {"preexec_fn": lambda: os.sched_setaffinity(0, {cpu})}
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=1).raise_for_status()
-            return
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
 def measure(server: subprocess.Popen[bytes], urls: list[str], seconds: float) -> dict[str, float]:
@@ -62,7 +37,7 @@ def measure(server: subprocess.Popen[bytes], urls: list[str], seconds: float) ->
         ],
         stdout=subprocess.PIPE,
         cwd=REPO,
-        **_pinned(1),  # type: ignore[call-overload]
+        **pinned(1),
     )
     with CpuWindow([server.pid]) as window:
         out, _ = reader.communicate(timeout=seconds + 60)
@@ -109,31 +84,23 @@ def main() -> None:
     ap.add_argument("--distinct-scenes", type=int, default=4)
     args = ap.parse_args()
     n = args.cameras
-    port, http_port, gst_port = 18554, 18080, 18555
+    gst_port = free_port()
 
     print(f"machine: {describe()}")
     print(f"preparing {args.distinct_scenes} distinct 1080p15 scene loops (cached after first run)")
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli.main", "sim", "--cameras", str(n), "--port", str(port),
-         "--http-port", str(http_port), "--profile", PROFILE, "--loop-seconds", "30",
-         "--distinct-scenes", str(args.distinct_scenes), "--cache-dir", str(CACHE)],
-        cwd=REPO, **_pinned(0),  # type: ignore[call-overload]
-    )  # fmt: skip
-    try:
-        _wait_http(f"http://127.0.0.1:{http_port}/health", sim, timeout=1800)
-        ours = measure(sim, [f"rtsp://127.0.0.1:{port}/cam{i + 1}" for i in range(n)], args.seconds)
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        sim.wait(20)
+    with simulator(n, args.distinct_scenes) as (sim, urls):
+        ours = measure(sim, urls, args.seconds)
 
-    opts = SimOptions(cameras=1, profile=load_profile(PROFILE), loop_seconds=30, cache_dir=CACHE)
+    opts = SimOptions(
+        cameras=1, profile=load_profile(PROFILE), loop_seconds=LOOP_SECONDS, cache_dir=CACHE
+    )
     plan = plan_cameras(opts)[0]
     loop = encode_loops(plan.spec, [plan.encodings["main"]], CACHE)["main"]
     mp4 = loop_as_mp4(loop, Path("/tmp/camfleet-bench-loop.mp4"))
     gst = subprocess.Popen(
         ["/usr/bin/python3", str(REPO / "tests/peers/gst_rtsp_server.py"), "--port", str(gst_port),
          "--file", str(mp4), "--path", "/cam", "--mounts", str(n)],
-        cwd=REPO, stdout=subprocess.PIPE, **_pinned(0),  # type: ignore[call-overload]
+        cwd=REPO, stdout=subprocess.PIPE, **pinned(0),
     )  # fmt: skip
     try:
         assert gst.stdout is not None
