@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -222,6 +222,10 @@ def _video_frame(*planes: npt.NDArray[np.uint8]) -> av.VideoFrame:
     return frame
 
 
+def _access_units(packets: Iterable[av.Packet[Any]]) -> list[AccessUnit]:
+    return [access_unit(bytes(p)) for p in packets]
+
+
 def _encode(
     spec: SceneSpec,
     encodings: Sequence[StreamEncoding],
@@ -242,12 +246,12 @@ def _encode(
                 scaled[size] = frame.reformat(width=e.width, height=e.height)
             out = scaled[size]
             out.pts = index // e.frame_step
-            units[e.name].extend(access_unit(bytes(p)) for p in ctx.encode(out))
+            units[e.name] += _access_units(ctx.encode(out))
         if progress is not None:
             progress(index + 1, total)
     loops = {}
     for e, ctx in encoders:
-        units[e.name].extend(access_unit(bytes(p)) for p in ctx.encode(None))
+        units[e.name] += _access_units(ctx.encode(None))
         expected = total // e.frame_step
         if len(units[e.name]) != expected:
             raise EncodeError(f"{e.name}: encoder gave {len(units[e.name])} of {expected} frames")
