@@ -19,6 +19,15 @@ class RtpError(ValueError):
     """A packet that is not valid RTP."""
 
 
+# H.264 NAL unit types camfleet looks at (ITU-T H.264 table 7-1).
+NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD = 5, 6, 7, 8, 9
+
+
+def nal_type(nal: bytes) -> int:
+    """The H.264 NAL unit type; -1 for an empty unit."""
+    return nal[0] & 0x1F if nal else -1
+
+
 def split_annexb(data: bytes) -> list[bytes]:
     """NAL units (without start codes) of an Annex-B byte stream."""
     nals: list[bytes] = []
@@ -38,8 +47,8 @@ def split_annexb(data: bytes) -> list[bytes]:
 def _check_nal(nal: bytes) -> None:
     if not nal:
         raise ValueError("empty NAL unit")
-    if not 1 <= nal[0] & 0x1F <= 23:
-        raise ValueError(f"NAL unit type {nal[0] & 0x1F} cannot be carried (only 1-23)")
+    if not 1 <= nal_type(nal) <= 23:
+        raise ValueError(f"NAL unit type {nal_type(nal)} cannot be carried (only 1-23)")
 
 
 def _stap_a(group: list[bytes]) -> bytes:

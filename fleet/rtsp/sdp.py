@@ -8,6 +8,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from fleet.rtsp.rtp import NAL_PPS, NAL_SPS, nal_type
+
 _LINE = re.compile(r"([a-z])=(.*)")
 _RTPMAP = re.compile(r"([0-9]{1,3}) ([^/\s]+)/([0-9]{1,10})(?:/.*)?")
 _FMT_ATTR = re.compile(r"([0-9]{1,3})(?: (.*))?")
@@ -43,10 +45,6 @@ class SessionDescription:
         return next((v for k, v in self.attributes if k == "control"), None)
 
 
-def _nal_type(nal: bytes) -> int:
-    return nal[0] & 0x1F if nal else -1
-
-
 def h264_sdp(
     *,
     session_id: int,
@@ -61,9 +59,9 @@ def h264_sdp(
     session_name: str = "camfleet",
 ) -> str:
     """A one-track H.264 description; SPS and PPS are NAL units without start codes."""
-    if len(sps) < 4 or _nal_type(sps) != 7:
+    if len(sps) < 4 or nal_type(sps) != NAL_SPS:
         raise ValueError("sps must be a sequence parameter set NAL unit (type 7, >= 4 bytes)")
-    if _nal_type(pps) != 8:
+    if nal_type(pps) != NAL_PPS:
         raise ValueError("pps must be a picture parameter set NAL unit (type 8)")
     if not 96 <= payload_type <= 127:
         raise ValueError(f"payload type {payload_type} is not dynamic (96-127)")

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from av.video.codeccontext import VideoCodecContext
 
-from fleet.rtsp.rtp import split_annexb
+from fleet.rtsp.rtp import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SEI, NAL_SPS, nal_type, split_annexb
 from fleet.sim.scene import SceneRenderer, SceneSpec
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 # Bump when the renderer's pixels, the encoder settings or the cache layout change.
 FORMAT_VERSION = 1
 
-NAL_SEI, NAL_AUD, NAL_SPS, NAL_PPS, NAL_IDR = 6, 9, 7, 8, 5
 _DROPPED_NALS = frozenset({NAL_SEI, NAL_AUD})
 _START_CODE = b"\x00\x00\x00\x01"
 PRESET = "veryfast"  # x264 speed/quality trade-off for every encoding
@@ -93,10 +92,6 @@ class EncodedLoop:
 
 
 # ---- H.264 byte-stream handling (plain code, no I/O) ----
-
-
-def nal_type(nal: bytes) -> int:
-    return nal[0] & 0x1F
 
 
 def to_annexb(units: Sequence[AccessUnit]) -> bytes:

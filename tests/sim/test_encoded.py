@@ -11,14 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.rtsp.rtp import split_annexb
+from fleet.rtsp.rtp import nal_type, split_annexb
 from fleet.sim.encoded import (
     EncodedLoop,
     EncodeError,
     StreamEncoding,
     cache_key,
     encode_loops,
-    nal_type,
     to_annexb,
 )
 from fleet.sim.scene import SceneRenderer, SceneSpec, default_scene
