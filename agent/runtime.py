@@ -7,9 +7,10 @@ the stream's hub, so a slow consumer never holds up the camera connection.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from agent.audit.auditor import FrameAuditor
 from agent.fanout.hub import StreamHub
@@ -20,11 +21,11 @@ from agent.recording.service import RecordingService, RetentionPolicy
 from agent.stamping.clock import ClockSyncProbe, clock_synchronised
 from agent.stamping.stamper import Stamper
 from fleet.config import AgentConfig, CameraConfig
+from fleet.messages import StreamKind
 from fleet.profiles import load_profile
 
 log = logging.getLogger("camfleet.agent")
 
-StreamKind = Literal["main", "sub"]
 # Packets the recorder may have queued before its queue raises the alarm (about a minute of a
 # 15 fps stream); the queue never drops, the alarm says the disk is not keeping up.
 RECORDER_QUEUE = 1000
@@ -39,7 +40,6 @@ class StreamPipeline:
     connection: StreamConnection
     live: LatestFrame
     auditor: FrameAuditor | None
-    _gap_start: tuple[str, int] | None = field(default=None, repr=False)
 
     def start(self) -> None:
         self.live.start()
@@ -118,22 +118,23 @@ class AgentRuntime:
                 "detect", "drop_oldest", 8, wants_frames=True, max_fps=detect_fps
             )
             auditor = FrameAuditor(frames, self.data_dir)
-        pipeline = StreamPipeline(cam.name, kind, hub, stamper, None, live, auditor)  # type: ignore[arg-type]
+        gap_from_us: int | None = None  # last stamp before the open gap; None: nothing to note
 
         def gap_start(reason: str, last_us: int | None) -> None:
-            pipeline._gap_start = (reason, last_us) if last_us is not None else None
+            nonlocal gap_from_us
+            gap_from_us = last_us
 
         def gap_end(first_us: int) -> None:
-            if pipeline._gap_start is not None:
-                _, start = pipeline._gap_start
-                self.recording.note_gap(cam.name, kind, start, first_us, "camera_lost")
-                pipeline._gap_start = None
+            nonlocal gap_from_us
+            if gap_from_us is not None:
+                self.recording.note_gap(cam.name, kind, gap_from_us, first_us, "camera_lost")
+                gap_from_us = None
 
-        pipeline.connection = StreamConnection(
+        connection = StreamConnection(
             cam.name, kind, url, profile, stamper, hub.publish, clock=self.clock,
             on_gap_start=gap_start, on_gap_end=gap_end,
         )  # fmt: skip
-        return pipeline
+        return StreamPipeline(cam.name, kind, hub, stamper, connection, live, auditor)
 
     def start(self) -> None:
         self.recording.start()
@@ -164,8 +165,6 @@ class AgentRuntime:
 
 
 def _disk_use(path: Path) -> dict[str, int]:
-    import shutil
-
     total, used, free = shutil.disk_usage(path)
     recorded = (
         sum(f.stat().st_size for f in (path / "recordings").rglob("*.mp4"))

@@ -71,7 +71,8 @@ class Consumer(Generic[T]):
                 self._items.popleft()
                 self._dropped += 1
             self._items.append(item)
-            self._high_water = max(self._high_water, len(self._items))
+            if len(self._items) > self._high_water:
+                self._high_water = len(self._items)
             self._ready.notify()
 
     def skip(self) -> None:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import av
 
@@ -35,11 +35,12 @@ from agent.ingest.source import (
     StreamParams,
     tcp_reachable,
 )
+from agent.stamping.clock import now_us
+from fleet.messages import StreamKind
 from fleet.profiles import FirmwareProfile
 
 log = logging.getLogger("camfleet.agent.ingest")
 
-StreamKind = Literal["main", "sub"]
 GapStart = Callable[[str, int | None], None]
 GapEnd = Callable[[int], None]
 
@@ -78,7 +79,7 @@ class SystemClock:
         self._synced = synced
 
     def now_us(self) -> int:
-        return time.time_ns() // 1000
+        return now_us()
 
     def synced(self) -> bool:
         return self._synced()
@@ -250,8 +251,9 @@ class StreamConnection:
     def _deliver(
         self, info: StreamInfo, time_base: Fraction, packet: av.Packet[Any], first: bool
     ) -> None:
-        arrival_us = self._now()
-        stamp = self._stamper.stamp(packet.pts, time_base, arrival_us, self._clock.synced())
+        arrival_us = self._clock.now_us()
+        pts = packet.pts
+        stamp = self._stamper.stamp(pts, time_base, arrival_us, self._clock.synced())
         with self._lock:
             self._packets += 1
             self._bytes += packet.size
@@ -264,7 +266,7 @@ class StreamConnection:
             if self._gap_open:
                 self._gap_open = False
                 self._notify(self._on_gap_end, stamp.capture_us)
-        self._on_packet(StampedPacket(info, stamp, packet, packet.is_keyframe, packet.pts))
+        self._on_packet(StampedPacket(info, stamp, packet, packet.is_keyframe, pts))
 
     def _lost(self, failure: SourceError) -> None:
         reason = str(failure)

@@ -1,12 +1,11 @@
 """Frame stamper: a capture time (UTC epoch µs) and a sequence number for every frame, at ingest.
 
 Sans-IO: time is passed in, nothing here reads a clock. The stamp follows the stream's PTS (the
-camera's cadence) anchored to the agent's clock by the *lowest-delay* rule: a frame cannot have
-been captured after it arrived, so the anchor is the lowest (arrival - PTS time) over a sliding
-window, which network jitter and the burst after a stall cannot push later, and which follows the
-slow drift of the camera's crystal against the agent's clock (that rate is measured and reported
-too). Where the camera sends RTCP sender reports, PTS is anchored to the camera's wall clock
-instead, as long as that clock agrees with the agent's within the re-anchor bound.
+camera's cadence) anchored to the agent's clock by the *lowest-delay* rule (lowest_delay.py).
+Where the camera sends RTCP sender reports (sender_reports.py), PTS is anchored to the camera's
+wall clock instead, as long as that clock agrees with the agent's within the re-anchor bound.
+This module follows the PTS timeline (wraps, jumps, time base changes), picks the clock, keeps
+stamps strictly increasing and reports what happened.
 
 Stamps follow packet (decode) order: with B-frames a reordered frame gets previous + 1 µs.
 """
@@ -15,12 +14,13 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
 from agent.frames import Stamp
+from agent.stamping.lowest_delay import RATE_MIN_POINTS, AnchorLimits, ArrivalAnchor, Window
+from agent.stamping.sender_reports import SenderReports, signed32
 
 ReanchorReason = Literal[
     "first",  # the first anchor of this stamper (not counted as a re-anchor)
@@ -33,26 +33,11 @@ ReanchorReason = Literal[
     "sr_stop",  # left the camera's wall clock (it disagrees with the agent's, or went stale)
 ]
 
-_RTP_WRAP = 1 << 32
-_HALF_WRAP = 1 << 31
-# A sender report further than this from a frame (in RTP ticks) cannot be matched to it
-# unambiguously modulo 2**32: about 3.3 h at 90 kHz.
-_SR_REACH_TICKS = 1 << 30
-# A report further than this off the line of the reports before it means the camera's clock
-# stepped (or its RTP timeline restarted): the rate is measured afresh from there.
-_SR_STEP_US = 1_000
-_SR_MIN_FIT_US = 1_000_000  # reports closer together say little about the rate
-_RATE_MIN_POINTS = 4
 _NOMINAL_MAX_STEP_US = 1_000_000  # longer PTS steps are gaps, not the frame interval
 
 
 class StampError(ValueError):
     """Input the stamper cannot use (a non-positive time base or clock rate, a bad config)."""
-
-
-def _signed32(delta: int) -> int:
-    """`delta` modulo 2**32, as the value nearest zero."""
-    return ((delta + _HALF_WRAP) % _RTP_WRAP) - _HALF_WRAP
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +62,9 @@ class StamperConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise StampError(f"StamperConfig.{name} must be positive, got {value!r}")
-        if self.rate_blocks < _RATE_MIN_POINTS:
+        if self.rate_blocks < RATE_MIN_POINTS:
             raise StampError(
-                f"StamperConfig.rate_blocks must be at least {_RATE_MIN_POINTS}, "
+                f"StamperConfig.rate_blocks must be at least {RATE_MIN_POINTS}, "
                 f"got {self.rate_blocks!r}"
             )
 
@@ -101,218 +86,25 @@ class StamperStats:
     unsynced: int  # frames stamped while the agent's clock was not synchronised
 
 
-@dataclass(slots=True)
-class _Block:
-    min_value: float
-    min_key: int
-    min_arrival: int
-    paced: int  # frames that did not arrive in a burst
-
-
-class _Window:
-    """Minimum of a per-frame value over the last one to two blocks of frames (O(1) a frame).
-
-    A block closes after `block_frames` paced frames: a burst after a stall does not fill it, so
-    the window keeps a block's worth of arrivals at the camera's pace to show the lowest delay.
-    """
-
-    __slots__ = ("_cur", "_prev", "_size")
-
-    def __init__(self, block_frames: int) -> None:
-        self._size = block_frames
-        self._prev: _Block | None = None
-        self._cur: _Block | None = None
-
-    def push(self, key: int, arrival: int, value: float, paced: bool) -> _Block | None:
-        """Add a frame; returns the block it completed, if any."""
-        cur = self._cur
-        if cur is None:
-            cur = self._cur = _Block(value, key, arrival, int(paced))
-        else:
-            if value < cur.min_value:
-                cur.min_value, cur.min_key, cur.min_arrival = value, key, arrival
-            cur.paced += paced
-        if cur.paced < self._size:
-            return None
-        self._prev, self._cur = cur, None
-        return cur
-
-    def _blocks(self) -> list[_Block]:
-        return [b for b in (self._prev, self._cur) if b is not None]
-
-    @property
-    def minimum(self) -> float:
-        return min(b.min_value for b in self._blocks())
-
-    def rebase(self, line: Callable[[int], float | None]) -> None:
-        """Re-evaluate the stored minima against a new line (value = arrival - line(key))."""
-        for b in self._blocks():
-            at = line(b.min_key)
-            b.min_value = float("inf") if at is None else b.min_arrival - at
-
-
-class _RateEstimator:
-    """How much faster the camera's clock runs than the agent's (ppm), from the lowest delays of
-    whole blocks: a Theil-Sen slope, which shrugs off the odd block a congestion inflated.
-    """
-
-    __slots__ = ("_max", "_points")
-
-    def __init__(self, blocks: int, max_ppm: float) -> None:
-        self._points: deque[tuple[float, float]] = deque(maxlen=blocks)
-        self._max = max_ppm
-
-    def add(self, camera_us: float, offset_us: float) -> float | None:
-        """Add a block's lowest (camera time, arrival - camera time); returns the estimate."""
-        self._points.append((camera_us, offset_us))
-        if len(self._points) < _RATE_MIN_POINTS:
-            return None
-        pts = list(self._points)
-        slopes = [
-            (o2 - o1) / (x2 - x1)
-            for i, (x1, o1) in enumerate(pts)
-            for x2, o2 in pts[i + 1 :]
-            if x2 != x1
-        ]
-        if not slopes:
-            return None
-        agent_per_camera = 1.0 + statistics.median(slopes)
-        ppm = (1.0 / agent_per_camera - 1.0) * 1e6 if agent_per_camera > 0 else self._max
-        return max(-self._max, min(self._max, ppm))
-
-
-class _ArrivalAnchor:
-    """PTS anchored to the agent's clock: stamp(u) = arrival0 + PTS time since u0 + offset.
-
-    `u` is the unwrapped PTS; the offset is the lowest delay relative to the first frame. It
-    follows a lower arrival at once (a frame cannot arrive before it was captured) and moves
-    later when a whole window of paced arrivals says the lowest delay rose (the camera's clock
-    runs slow, or the agent's clock stepped forward).
-    """
-
-    __slots__ = (
-        "_arrival0",
-        "_cfg",
-        "_lag_since",
-        "_offset",
-        "_rates",
-        "_u0",
-        "_us",
-        "_window",
-        "rate_ppm",
-    )
-
-    def __init__(self, cfg: StamperConfig, u: int, arrival: int, us_per_pts: float) -> None:
-        self._cfg = cfg
-        self._u0, self._arrival0, self._us = u, arrival, us_per_pts
-        self._offset = 0.0
-        self._lag_since: int | None = None
-        self._window = _Window(cfg.jitter_window)
-        self._window.push(u, arrival, 0.0, True)
-        self._rates = _RateEstimator(cfg.rate_blocks, cfg.max_rate_ppm)
-        self.rate_ppm: float | None = None
-
-    def _line(self, u: int) -> float:
-        return self._arrival0 + (u - self._u0) * self._us
-
-    def stamp_at(self, u: int) -> float:
-        return self._line(u) + self._offset
-
-    def update(self, u: int, arrival: int, paced: bool) -> ReanchorReason | None:
-        """Feed a frame; returns why the anchor no longer holds, if it does not."""
-        cfg = self._cfg
-        value = arrival - self._line(u)
-        behind = value - self._offset  # arrival - stamp, before this frame moves the anchor
-        if behind < -cfg.reanchor_bound_us:
-            return "drift_ahead"
-        if behind <= cfg.reanchor_bound_us:
-            self._lag_since = None
-        elif self._lag_since is None:
-            self._lag_since = arrival
-        elif arrival - self._lag_since >= cfg.settle_s * 1e6:
-            return "drift_behind"
-        done = self._window.push(u, arrival, value, paced)
-        # Lower at once; later only once the block that held the lowest delay left the window.
-        self._offset = self._window.minimum
-        if done is not None:
-            camera_us = (done.min_key - self._u0) * self._us
-            rate = self._rates.add(camera_us, done.min_arrival - camera_us)
-            self.rate_ppm = self.rate_ppm if rate is None else rate
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Report:
-    ntp_us: int
-    rtp: int
-
-
-class _SenderReports:
-    """The camera's wall clock for an RTP time, from its RTCP sender reports.
-
-    The camera's RTP clock (its crystal) is measured against its wall clock over the reports
-    since that clock last stepped or the RTP timeline restarted.
-    """
-
-    __slots__ = ("_clock_rate", "_fitted", "_max_rate", "_reports", "_us_per_tick")
-
-    def __init__(self, max_rate_ppm: float) -> None:
-        self._max_rate = max_rate_ppm * 1e-6
-        self._reports: deque[_Report] = deque(maxlen=32)
-        self._clock_rate = 0
-        self._us_per_tick = 0.0
-        self._fitted = False
-
-    @property
-    def clock_rate(self) -> int:
-        return self._clock_rate
-
-    def __bool__(self) -> bool:
-        return bool(self._reports)
-
-    def add(self, ntp_us: int, rtp: int, clock_rate: int) -> None:
-        report = _Report(ntp_us, rtp)
-        if clock_rate != self._clock_rate or not self._continues(report):
-            self._reports.clear()
-            self._clock_rate = clock_rate
-            self._us_per_tick, self._fitted = 1e6 / clock_rate, False
-        self._reports.append(report)
-        first = self._reports[0]
-        span_us = ntp_us - first.ntp_us
-        if span_us >= _SR_MIN_FIT_US:
-            self._us_per_tick, self._fitted = span_us / _signed32(rtp - first.rtp), True
-
-    def _continues(self, report: _Report) -> bool:
-        """Whether `report` lies on the line of those before it."""
-        if not self._reports:
-            return False
-        last = self._reports[-1]
-        ticks = _signed32(report.rtp - last.rtp)
-        predicted = ticks * self._us_per_tick
-        slack = _SR_STEP_US + (0.0 if self._fitted else abs(predicted) * self._max_rate)
-        return ticks > 0 and abs(report.ntp_us - last.ntp_us - predicted) <= slack
-
-    def clear(self) -> None:
-        self._reports.clear()
-
-    def camera_us(self, ticks: int) -> float | None:
-        if not self._reports:
-            return None
-        last = self._reports[-1]
-        delta = _signed32(ticks - last.rtp)
-        if abs(delta) > _SR_REACH_TICKS:
-            return None
-        return last.ntp_us + delta * self._us_per_tick
-
-
 class Stamper:
     """Stamps one stream's frames; one per stream, kept across reconnects (see `reset`)."""
 
     def __init__(self, config: StamperConfig | None = None, first_seq: int = 0) -> None:
-        self._cfg = config or StamperConfig()
-        self._next_seq = first_seq
+        cfg = self._cfg = config or StamperConfig()
+        # Per-frame limits, in µs, worked out once.
+        self._limits = AnchorLimits(
+            bound_us=cfg.reanchor_bound_us,
+            settle_us=cfg.settle_s * 1e6,
+            block_frames=cfg.jitter_window,
+            rate_blocks=cfg.rate_blocks,
+            max_rate_ppm=cfg.max_rate_ppm,
+        )
+        self._max_jump_us = cfg.max_pts_jump_s * 1e6
+        self._max_backstep_us = cfg.max_pts_backstep_s * 1e6
+        self._drift_alpha = 1.0 / cfg.jitter_window
+        self._first_seq = self._next_seq = first_seq  # frames stamped: the difference
         self._last_stamp: int | None = None
-        self._frames = self._reanchors = self._pts_missing = 0
+        self._reanchors = self._pts_missing = 0
         self._clamped = self._wraps = self._unsynced = self._sender_reports = 0
         self._last_reason: ReanchorReason | None = None
         self._pending: ReanchorReason = "first"
@@ -326,10 +118,10 @@ class Stamper:
         self._last_raw: int | None = None
         self._last_arrival = 0
         self._wrap_offset = 0
-        self._anchor: _ArrivalAnchor | None = None
+        self._anchor: ArrivalAnchor | None = None
         # Sender reports.
-        self._srs = _SenderReports(self._cfg.max_rate_ppm)
-        self._sr_window = _Window(self._cfg.jitter_window)
+        self._srs = SenderReports(self._cfg.max_rate_ppm)
+        self._sr_window = Window(self._cfg.jitter_window)
         self._sr_dirty = False
         self._sr_mode = False
         self._ticks_per_pts = 1.0
@@ -360,7 +152,8 @@ class Stamper:
 
     def stamp(self, pts: int | None, time_base: Fraction, arrival_us: int, synced: bool) -> Stamp:
         """Stamp a frame that arrived at `arrival_us` (agent clock, UTC epoch µs)."""
-        if time_base <= 0:
+        # The time base in use was checked when it came in: skip a Fraction comparison a frame.
+        if time_base is not self._time_base and not time_base > 0:
             raise StampError(f"time base must be positive, got {time_base}")
         reason: ReanchorReason | None = None
         if pts is None:
@@ -368,7 +161,6 @@ class Stamper:
             candidate = self._extrapolate(arrival_us)
         else:
             candidate, reason = self._stamp_pts(pts, time_base, arrival_us)
-        self._frames += 1
         if not synced:
             self._unsynced += 1
         if reason is not None:
@@ -380,7 +172,10 @@ class Stamper:
             capture = self._last_stamp + 1
             self._clamped += 1
         self._last_stamp = capture
-        self._track_gap(arrival_us - capture)
+        gap = arrival_us - capture
+        self._gaps.append(gap)
+        drift = self._drift
+        self._drift = gap if drift is None else drift + self._drift_alpha * (gap - drift)
         seq = self._next_seq
         self._next_seq += 1
         return Stamp(seq=seq, capture_us=capture, synced=synced, reanchored=reason is not None)
@@ -394,7 +189,7 @@ class Stamper:
         if self._anchor is not None and self._anchor.rate_ppm is not None:
             self._rate_ppm = self._anchor.rate_ppm
         self._anchor = None
-        self._sr_window = _Window(self._cfg.jitter_window)
+        self._sr_window = Window(self._cfg.jitter_window)
 
     def _stamp_pts(
         self, pts: int, time_base: Fraction, arrival_us: int
@@ -407,7 +202,7 @@ class Stamper:
             self._drop_anchor()
         if self._anchor is None:
             reason = reason or self._pending
-            self._anchor = _ArrivalAnchor(self._cfg, u, arrival_us, self._us_per_pts)
+            self._anchor = ArrivalAnchor(self._limits, u, arrival_us, self._us_per_pts)
         arrival_stamp = self._anchor.stamp_at(u)
         sr_stamp = self._sr_stamp(u, arrival_us, arrival_stamp, paced)
         if (sr_stamp is not None) != self._sr_mode:
@@ -422,20 +217,14 @@ class Stamper:
         self, pts: int, time_base: Fraction, arrival_us: int
     ) -> tuple[ReanchorReason | None, bool]:
         """Follow the PTS timeline: why it broke, if it did, and whether the frame came paced."""
-        cfg = self._cfg
         reason: ReanchorReason | None = None
         paced = True
-        if time_base != self._time_base:
-            if self._time_base is not None:
-                reason = "time_base"
-            self._time_base = time_base
-            self._us_per_pts = float(time_base * 1_000_000)
-            self._last_raw = None
-            self._update_ticks_per_pts()
+        if time_base is not self._time_base:
+            reason = self._new_time_base(time_base)
         if self._last_raw is not None:
             delta = pts - self._last_raw
-            wrapped = _signed32(delta)
-            if wrapped != delta and abs(wrapped) * self._us_per_pts <= cfg.max_pts_jump_s * 1e6:
+            wrapped = signed32(delta)
+            if wrapped != delta and abs(wrapped) * self._us_per_pts <= self._max_jump_us:
                 self._wrap_offset += wrapped - delta  # an RTP timestamp wrapped: continuation
                 self._wraps += 1
                 delta = wrapped
@@ -443,8 +232,8 @@ class Stamper:
             followed = arrival_us - self._last_arrival
             # A frame that came much sooner after the last than the camera sent it is in a burst.
             paced = 2 * followed >= step
-            if step < -cfg.max_pts_backstep_s * 1e6 or (
-                step > cfg.max_pts_jump_s * 1e6 and step - followed > cfg.max_pts_jump_s * 1e6
+            if step < -self._max_backstep_us or (
+                step > self._max_jump_us and step - followed > self._max_jump_us
             ):
                 # Reports on the old timeline now map PTS far from arrival: they go unused.
                 reason = "pts_jump"
@@ -452,6 +241,18 @@ class Stamper:
                 self._steps_us.append(step)
         self._last_raw, self._last_arrival = pts, arrival_us
         return reason, paced
+
+    def _new_time_base(self, time_base: Fraction) -> ReanchorReason | None:
+        """Take `time_base` (not the object in use); "time_base" when its value changed."""
+        if time_base == self._time_base:
+            self._time_base = time_base  # the same value: identity suffices from now on
+            return None
+        reason: ReanchorReason | None = None if self._time_base is None else "time_base"
+        self._time_base = time_base
+        self._us_per_pts = float(time_base * 1_000_000)
+        self._last_raw = None
+        self._update_ticks_per_pts()
+        return reason
 
     def _update_ticks_per_pts(self) -> None:
         if self._time_base is not None and self._srs.clock_rate:
@@ -477,11 +278,6 @@ class Stamper:
         # Never ahead of arrival: where the camera's clock runs ahead, shift down by as much.
         return camera + min(0.0, self._sr_window.minimum)
 
-    def _track_gap(self, gap: int) -> None:
-        self._gaps.append(gap)
-        alpha = 1.0 / self._cfg.jitter_window
-        self._drift = gap if self._drift is None else self._drift + alpha * (gap - self._drift)
-
     @property
     def stats(self) -> StamperStats:
         gaps = sorted(self._gaps)
@@ -489,7 +285,7 @@ class Stamper:
         anchor_rate = None if self._anchor is None else self._anchor.rate_ppm
         offset = self._camera_offset
         return StamperStats(
-            frames=self._frames,
+            frames=self._next_seq - self._first_seq,
             reanchors=self._reanchors,
             last_reanchor_reason=self._last_reason,
             drift_us=None if self._drift is None else round(self._drift),

@@ -526,3 +526,13 @@ def test_bad_input_is_a_clear_error() -> None:
     with pytest.raises(StampError, match="rate_blocks"):
         StamperConfig(rate_blocks=1)
     assert stamper.stats.frames == 0
+
+
+def test_time_base_is_checked_by_value_whichever_object_carries_it() -> None:
+    stamper = Stamper(first_seq=100)
+    stamper.stamp(0, TB, T0, True)
+    stamper.stamp(6000, Fraction(1, 90000), T0 + 66_667, True)  # equal value, new object
+    assert stamper.stats.reanchors == 0 and stamper.stats.frames == 2
+    with pytest.raises(StampError, match="time base"):
+        stamper.stamp(12000, Fraction(-1, 90000), T0 + 133_333, True)
+    assert stamper.stats.frames == 2
