@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +23,7 @@ import av.stream
 from agent.frames import StampedPacket
 from agent.recording.chain import file_sha256
 from agent.recording.index import FrameRow, Gap, GapReason, Index
-from agent.recording.segmenter import Action, Segmenter, frame_duration_us, segment_relpath
+from agent.recording.segmenter import Action, Segmenter, nominal_frame_us, segment_relpath
 from agent.recording.writer import (
     Opener,
     SegmentWriter,
@@ -152,7 +152,8 @@ class Recorder:
                 self._fail(st, exc, None)
 
     def stats(self) -> RecorderStats:
-        streams = {f"{c}/{s}": st.stats for (c, s), st in self._streams.items()}
+        # Copies: the recorder's thread keeps counting while another thread reads these.
+        streams = {f"{c}/{s}": replace(st.stats) for (c, s), st in self._streams.items()}
         disk_full = any(s.state == "disk_full" for s in streams.values())
         return RecorderStats(streams, disk_full, self._errors)
 
@@ -213,7 +214,9 @@ class Recorder:
         assert seg is not None
         stamp = sp.stamp.capture_us
         pts = stamp - seg.start_us
-        st.frame_us = frame_duration_us(st.interval_us, packet_duration_us(sp.packet), sp.info.fps)
+        # The stamp interval follows the camera's cadence, so it wins; the packet's own duration
+        # (Fraction arithmetic, a third of push's time) is worked out only when there is none.
+        st.frame_us = st.interval_us or nominal_frame_us(packet_duration_us(sp.packet), sp.info.fps)
         seg.writer.write(sp.packet, pts, st.frame_us, sp.keyframe)
         row = FrameRow(
             st.camera, st.stream, sp.stamp.seq, stamp, seg.segment_id,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from fleet.messages import from_stamp_us
+
 # Same rule as fleet.messages.Slug: names become path components, so nothing else gets through.
 _NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 
@@ -44,10 +44,6 @@ class Segmenter:
         self._start_us: int | None = None  # start of the open segment
         self._generation: int | None = None  # of the last packet seen
 
-    @property
-    def open(self) -> bool:
-        return self._start_us is not None
-
     def decide(self, keyframe: bool, generation: int, stamp_us: int) -> Decision:
         restarted = self._generation is not None and generation != self._generation
         self._generation = generation
@@ -71,16 +67,11 @@ class Segmenter:
         return Decision(Action.START, restarted)
 
 
-def frame_duration_us(
-    prev_interval_us: int | None, packet_duration_us: int | None, fps: float | None
-) -> int:
-    """How long a frame lasts when the next one is not known yet.
+def nominal_frame_us(packet_duration_us: int | None, fps: float | None) -> int:
+    """How long a frame lasts with no stamp interval before it (a generation's first frame).
 
-    The stamp interval before it follows the camera's own cadence, so it wins; then the
-    demuxer's packet duration, then the nominal frame rate.
+    The demuxer's packet duration, else the nominal frame rate; 0 when neither is known.
     """
-    if prev_interval_us is not None and prev_interval_us > 0:
-        return prev_interval_us
     if packet_duration_us is not None and packet_duration_us > 0:
         return packet_duration_us
     if fps:
@@ -96,7 +87,7 @@ def check_name(name: str, what: str) -> str:
 
 def segment_relpath(camera: str, stream: str, start_us: int) -> str:
     """recordings/<camera>/<stream>/<YYYY-MM-DD>/<HH>/<start-stamp-us>.mp4 (UTC)."""
-    when = _EPOCH + timedelta(microseconds=start_us)
+    when = from_stamp_us(start_us)
     return (
         f"recordings/{check_name(camera, 'camera')}/{check_name(stream, 'stream')}/"
         f"{when:%Y-%m-%d}/{when:%H}/{start_us}.mp4"

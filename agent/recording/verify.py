@@ -34,6 +34,8 @@ def luma_sha256(frame: av.VideoFrame) -> str:
     plane = frame.planes[0]
     row = plane.width * ((luma.bits + 7) // 8)
     data = memoryview(plane)
+    if plane.line_size == row:  # no padding (the usual widths): one pass, no per-row loop
+        return hashlib.sha256(data[: row * plane.height]).hexdigest()
     digest = hashlib.sha256()
     for y in range(plane.height):
         start = y * plane.line_size

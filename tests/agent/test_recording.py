@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -186,6 +187,31 @@ def test_packets_before_the_first_keyframe_are_counted_not_recorded(tmp_path: Pa
     stats = recorder.stats().streams["cam1/main"]
     assert (stats.packets, stats.before_keyframe, stats.recorded) == (27, 12, 15)
     assert stats.state == "idle"
+
+
+@pytest.mark.parametrize(("detached", "duration_us"), [(False, 66_667), (True, 100_000)])
+def test_a_lone_frame_lasts_its_packet_duration_else_the_nominal_rate(
+    tmp_path: Path, detached: bool, duration_us: int
+) -> None:
+    """No stamp interval to go by: the demuxer's duration (1/15 s), else the nominal fps (10)."""
+    stream, packets = demuxed(2)
+    key = av.Packet(bytes(packets[0])) if detached else packets[0]
+    key.is_keyframe = True
+    index = record(tmp_path, stamped([key], replace(info_of(stream), fps=10.0)))
+    (seg,) = index.segments("cam1")
+    assert (seg.frames, seg.end_us) == (1, T0 + duration_us)
+
+
+def test_a_frame_lasts_the_stamp_interval_before_it(tmp_path: Path) -> None:
+    """The camera's cadence (here 40 ms) wins over the demuxer's duration (1/15 s)."""
+    stream, packets = demuxed(2)
+    info = info_of(stream)
+    sps = [
+        StampedPacket(info, Stamp(k, T0 + k * 40_000, True, False), p, p.is_keyframe, p.pts)
+        for k, p in enumerate(packets[:3])
+    ]
+    (seg,) = record(tmp_path, sps).segments("cam1")
+    assert (seg.frames, seg.end_us) == (3, T0 + 3 * 40_000)
 
 
 @pytest.mark.parametrize("detached", [False, True])
