@@ -21,6 +21,7 @@ import av
 from benchmarks.machine import CpuWindow, describe
 from benchmarks.simulator import CACHE, LOOP_SECONDS, PROFILE, REPO, free_port, pinned, simulator
 from fleet.profiles import load_profile
+from fleet.rtsp.rtp import join_annexb
 from fleet.sim.build import SimOptions, plan_cameras
 from fleet.sim.encoded import EncodedLoop, encode_loops
 
@@ -65,10 +66,10 @@ def loop_as_mp4(loop: EncodedLoop, path: Path) -> Path:
         stream = out.add_stream("h264", rate=Fraction(enc.fps).limit_denominator(1000))
         stream.width, stream.height = enc.width, enc.height
         stream.time_base = Fraction(1, 90000)
-        stream.codec_context.extradata = b"\0\0\0\1" + loop.sps + b"\0\0\0\1" + loop.pps
+        stream.codec_context.extradata = join_annexb((loop.sps, loop.pps))
         step = round(90000 / enc.fps)
         for i, unit in enumerate(loop.units):
-            pkt = av.Packet(b"".join(b"\0\0\0\1" + n for n in unit.nals))
+            pkt = av.Packet(join_annexb(unit.nals))
             pkt.pts = pkt.dts = i * step
             pkt.time_base = stream.time_base
             pkt.stream = stream

@@ -40,6 +40,8 @@ import av
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
+from fleet.rtsp.rtp import join_annexb
+
 FailureKind = Literal["unreachable", "timeout", "protocol", "stall", "corrupt", "lost"]
 # Failures where the camera did not answer at all: worth probing for its return.
 UNREACHABLE_KINDS: frozenset[FailureKind] = frozenset({"unreachable", "timeout"})
@@ -110,10 +112,6 @@ def parameter_sets(codec: str, data: bytes) -> tuple[bytes, ...]:
             # NAL units never end in 0x00: trailing zeros belong to a 4-byte start code.
             found.append(data[begin : start if start >= 0 else len(data)].rstrip(b"\x00"))
     return tuple(found)
-
-
-def annexb(nals: tuple[bytes, ...]) -> bytes:
-    return b"".join(b"\x00\x00\x00\x01" + nal for nal in nals)
 
 
 def tcp_reachable(url: str, timeout_s: float = 0.5) -> bool:
@@ -265,7 +263,7 @@ class PyAVSource:
         self._sets = sets
         size = _decoded_size(params.codec, packet)
         width, height = size or (params.width, params.height)
-        self._params = replace(params, extradata=annexb(sets), width=width, height=height)
+        self._params = replace(params, extradata=join_annexb(sets), width=width, height=height)
 
 
 def _decoded_size(codec: str, packet: av.Packet[Any]) -> tuple[int, int] | None:

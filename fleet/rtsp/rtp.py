@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 _HEADER = struct.Struct("!BBHII")
@@ -26,6 +26,14 @@ NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD = 5, 6, 7, 8, 9
 def nal_type(nal: bytes) -> int:
     """The H.264 NAL unit type; -1 for an empty unit."""
     return nal[0] & 0x1F if nal else -1
+
+
+START_CODE = b"\x00\x00\x00\x01"
+
+
+def join_annexb(nals: Iterable[bytes]) -> bytes:
+    """An Annex-B byte stream of NAL units (4-byte start codes); split_annexb's inverse."""
+    return b"".join(START_CODE + nal for nal in nals)
 
 
 def split_annexb(data: bytes) -> list[bytes]:

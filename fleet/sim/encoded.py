@@ -30,7 +30,17 @@ import numpy as np
 import numpy.typing as npt
 from av.video.codeccontext import VideoCodecContext
 
-from fleet.rtsp.rtp import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SEI, NAL_SPS, nal_type, split_annexb
+from fleet.rtsp.rtp import (
+    NAL_AUD,
+    NAL_IDR,
+    NAL_PPS,
+    NAL_SEI,
+    NAL_SPS,
+    START_CODE,
+    join_annexb,
+    nal_type,
+    split_annexb,
+)
 from fleet.sim.scene import SceneRenderer, SceneSpec
 
 log = logging.getLogger(__name__)
@@ -39,7 +49,6 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 _DROPPED_NALS = frozenset({NAL_SEI, NAL_AUD})
-_START_CODE = b"\x00\x00\x00\x01"
 PRESET = "veryfast"  # x264 speed/quality trade-off for every encoding
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -95,7 +104,7 @@ class EncodedLoop:
 
 
 def to_annexb(units: Sequence[AccessUnit]) -> bytes:
-    return b"".join(_START_CODE + nal for unit in units for nal in unit.nals)
+    return join_annexb(nal for unit in units for nal in unit.nals)
 
 
 def access_unit(packet: bytes) -> AccessUnit:
@@ -130,7 +139,7 @@ def _index_doc(loop: EncodedLoop) -> tuple[bytes, dict[str, Any]]:
     for unit in loop.units:
         spans = []
         for nal in unit.nals:
-            offset += len(_START_CODE)
+            offset += len(START_CODE)
             spans.append([offset, len(nal)])
             offset += len(nal)
         units.append({"keyframe": unit.keyframe, "nals": spans})
@@ -154,7 +163,7 @@ def _loop_from_index(encoding: StreamEncoding, stream: bytes, doc: Any) -> Encod
     for unit in doc["units"]:
         nals = []
         for offset, length in unit["nals"]:
-            if stream[offset - len(_START_CODE) : offset] != _START_CODE or length < 1:
+            if stream[offset - len(START_CODE) : offset] != START_CODE or length < 1:
                 raise ValueError(f"no NAL unit at offset {offset}")
             nals.append(stream[offset : offset + length])
         units.append(AccessUnit(tuple(nals), bool(unit["keyframe"])))

@@ -25,8 +25,9 @@ from conftest import SIM_CACHE, SimProcess, free_port, start_sim, wait_for
 from agent.frames import Stamp, StampedPacket
 from agent.ingest.backoff import Backoff, ConnectionState
 from agent.ingest.connection import IngestError, StreamConnection
-from agent.ingest.source import PyAVSource, SourceError, StreamParams, annexb, parameter_sets
+from agent.ingest.source import PyAVSource, SourceError, StreamParams, parameter_sets
 from fleet.profiles import FirmwareProfile, load_profile
+from fleet.rtsp.rtp import join_annexb
 
 SIM_ARGS = ("--main-size", "320x180", "--loop-seconds", "4")
 HIK = load_profile("hikvision")  # TCP interleaved
@@ -336,12 +337,19 @@ SPS, PPS, IDR = b"\x67\x42\xc0\x0c\xda", b"\x68\xce\x3c\x80", b"\x65\x88\x82\x02
 
 def test_parameter_sets_are_read_up_to_the_first_slice() -> None:
     aud, sei = b"\x09\xf0", b"\x06\x05\x01\x00\x80"
-    au = b"\x00\x00\x00\x01" + aud + annexb((sei, SPS)) + b"\x00\x00\x01" + PPS + annexb((IDR,))
+    au = (
+        b"\x00\x00\x00\x01"
+        + aud
+        + join_annexb((sei, SPS))
+        + b"\x00\x00\x01"
+        + PPS
+        + join_annexb((IDR,))
+    )
     assert parameter_sets("h264", au) == (SPS, PPS)
-    assert parameter_sets("h264", annexb((IDR, SPS))) == ()  # after the slice: not ours
+    assert parameter_sets("h264", join_annexb((IDR, SPS))) == ()  # after the slice: not ours
     vps, sps, pps, idr = b"\x40\x01\x0c", b"\x42\x01\x01", b"\x44\x01\xc1", b"\x26\x01\xaf"
-    assert parameter_sets("hevc", annexb((vps, sps, pps, idr))) == (vps, sps, pps)
-    assert parameter_sets("mjpeg", annexb((SPS,))) == ()
+    assert parameter_sets("hevc", join_annexb((vps, sps, pps, idr))) == (vps, sps, pps)
+    assert parameter_sets("mjpeg", join_annexb((SPS,))) == ()
     assert parameter_sets("h264", b"\x00\x00\x01") == ()  # a start code with nothing after it
 
 
