@@ -15,7 +15,7 @@ from agent.recording.verify import VerifyError, verify
 from fleet.config import AgentConfig, ConfigError, load_agent_config
 from fleet.messages import format_validation_error
 from fleet.profiles import ProfileError, load_profile
-from fleet.timefmt import iso_us, parse_time_us
+from fleet.utc import iso_us, parse_time_us
 
 app = typer.Typer(help="The edge agent.", no_args_is_help=True)
 

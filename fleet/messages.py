@@ -13,9 +13,7 @@ import base64
 import hashlib
 import math
 import reprlib
-import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final, Literal, Self, TypeVar, get_args, overload
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -109,26 +107,6 @@ B64Bytes = Annotated[
 
 ConnectionState = Literal["connecting", "streaming", "backoff"]
 StreamKind = Literal["main", "sub"]
-
-
-def now_us() -> int:
-    """The current time as a stamp."""
-    return time.time_ns() // 1000
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_stamp_us(when: datetime) -> int:
-    """A timezone-aware datetime as a stamp (exact to the microsecond)."""
-    if when.tzinfo is None:
-        raise ValueError("naive datetime: stamps are UTC, give a timezone-aware datetime")
-    return (when - _EPOCH) // timedelta(microseconds=1)
-
-
-def from_stamp_us(stamp: int) -> datetime:
-    """A stamp as a UTC datetime."""
-    return _EPOCH + timedelta(microseconds=stamp)
 
 
 def _unique(values: Iterable[str], what: str) -> None:

@@ -18,7 +18,7 @@ from agent.api.jpeg import to_jpeg
 from agent.api.metrics import render_metrics
 from agent.recording.clip import ClipError, decode_frame_at, extract_clip
 from agent.recording.index import Index
-from fleet.timefmt import iso_us, parse_time_us
+from fleet.utc import iso_us, parse_time_us
 
 if TYPE_CHECKING:
     from agent.runtime import AgentRuntime

@@ -35,9 +35,9 @@ from agent.ingest.source import (
     StreamParams,
     tcp_reachable,
 )
-from agent.stamping.clock import now_us
 from fleet.messages import StreamKind
 from fleet.profiles import FirmwareProfile
+from fleet.utc import now_us
 
 log = logging.getLogger("camfleet.agent.ingest")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from fleet.timefmt import iso_us
+from fleet.utc import iso_us
 
 if TYPE_CHECKING:
     from agent.recording.index import Index, SegmentRow

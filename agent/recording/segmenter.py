@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from fleet.messages import from_stamp_us
+from fleet.utc import from_stamp_us
 
 # Same rule as fleet.messages.Slug: names become path components, so nothing else gets through.
 _NAME = re.compile(r"^[a-z0-9_-]{1,64}$")

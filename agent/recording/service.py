@@ -18,6 +18,7 @@ from agent.frames import StampedPacket
 from agent.recording.index import GapReason, Index
 from agent.recording.recorder import Recorder, RecorderStats
 from agent.recording.retention import apply_retention
+from fleet.utc import now_us
 
 log = logging.getLogger("camfleet.agent.recording")
 
@@ -109,7 +110,7 @@ class RecordingService:
         try:
             deleted = apply_retention(
                 index,
-                time.time_ns() // 1000,
+                now_us(),
                 self.retention.max_age_s,
                 self.retention.budget_bytes,
             )

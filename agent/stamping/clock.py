@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fleet.utc import now_us
+
 STA_UNSYNC = 0x0040  # status bit: the clock is not synchronised
 TIME_ERROR = 5  # adjtimex state: the clock is not synchronised
 DEFAULT_MAX_ERROR_US = 100_000  # a clock possibly further off than this is not synchronised
@@ -23,11 +25,6 @@ TIMEDATECTL = ("timedatectl", "show", "-p", "NTPSynchronized", "--value")
 
 class ClockError(ValueError):
     """A clock probe configured with values it cannot use."""
-
-
-def now_us() -> int:
-    """The agent's wall clock, UTC epoch microseconds."""
-    return time.time_ns() // 1000
 
 
 class _Timeval(ctypes.Structure):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, HTTPException, Query
 
 from fleet.sim.truth import pose_at
-from fleet.timefmt import iso_us, parse_time_us
+from fleet.utc import iso_us, parse_time_us
 
 if TYPE_CHECKING:
     from fleet.sim.server import Simulator

@@ -10,7 +10,6 @@ import contextlib
 import itertools
 import json
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from fleet.sim.player import play
 from fleet.sim.rtsp_service import RtspClient, RtspService
 from fleet.sim.session import PacketSink
 from fleet.sim.truth import TruthRecord, iteration_truth
+from fleet.utc import now_us
 
 log = logging.getLogger("camfleet.sim")
 
@@ -236,7 +236,7 @@ class Simulator:
         )
         # Frame 0 of every camera is "now": the wall clock and the event loop's clock are read
         # together so stamps in the truth match when frames are really sent.
-        epoch_us, loop_start = now_epoch_us(), loop.time()
+        epoch_us, loop_start = now_us(), loop.time()
         for cam in self.cameras:
             cam.clock = replace(cam.clock, epoch_us=epoch_us)
         tasks = [loop.create_task(play(c, loop_start, self.on_iteration)) for c in self.cameras]
@@ -265,7 +265,3 @@ class Simulator:
             rtcp_t.close()
             if discovery is not None:
                 discovery.close()
-
-
-def now_epoch_us() -> int:
-    return time.time_ns() // 1000

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleet.sim.scene import AnomalySpec, CameraPose, SceneRenderer, SceneSpec
-from fleet.timefmt import iso_us
+from fleet.utc import iso_us
 
 
 @dataclass(frozen=True)

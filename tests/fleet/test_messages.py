@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -42,11 +41,9 @@ from fleet.messages import (
     RoiSpec,
     StreamStats,
     encode_message,
-    from_stamp_us,
-    now_us,
     parse_message,
-    to_stamp_us,
 )
+from fleet.utc import now_us
 
 PROTOCOL_DOC = Path(__file__).parents[2] / "docs" / "protocol.md"
 
@@ -743,21 +740,6 @@ def test_presence_session_rule(
     new: tuple[str, int], current: tuple[str, int] | None, wins: bool
 ) -> None:
     assert _status(*new).supersedes(_status(*current) if current else None) is wins
-
-
-# --- stamps --------------------------------------------------------------------------------------
-
-
-@given(st.datetimes(min_value=datetime(1970, 1, 1), timezones=st.just(UTC)))
-def test_stamp_round_trip(when: datetime) -> None:
-    assert from_stamp_us(to_stamp_us(when)) == when
-
-
-def test_stamp_helpers() -> None:
-    assert to_stamp_us(datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=UTC)) == 1_000_005
-    with pytest.raises(ValueError, match="naive"):
-        to_stamp_us(datetime(2024, 1, 1))
-    assert abs(now_us() - to_stamp_us(datetime.now(UTC))) < 5_000_000
 
 
 def test_identity_adjustment() -> None:
