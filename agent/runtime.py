@@ -16,7 +16,7 @@ from agent.audit.auditor import FrameAuditor
 from agent.fanout.hub import StreamHub
 from agent.ingest.connection import StreamConnection, SystemClock
 from agent.live.latest import LatestFrame
-from agent.recording.index import Index
+from agent.recording.index import Gap, Index
 from agent.recording.service import RecordingService, RetentionPolicy
 from agent.stamping.clock import ClockSyncProbe, clock_synchronised
 from agent.stamping.stamper import Stamper
@@ -118,17 +118,21 @@ class AgentRuntime:
                 "detect", "drop_oldest", 8, wants_frames=True, max_fps=detect_fps
             )
             auditor = FrameAuditor(frames, self.data_dir)
-        gap_from_us: int | None = None  # last stamp before the open gap; None: nothing to note
+        # The open gap: last stamp before it and what ingest said happened; None: nothing to note.
+        open_gap: tuple[int, str] | None = None
 
         def gap_start(reason: str, last_us: int | None) -> None:
-            nonlocal gap_from_us
-            gap_from_us = last_us
+            nonlocal open_gap
+            open_gap = None if last_us is None else (last_us, reason)
 
         def gap_end(first_us: int) -> None:
-            nonlocal gap_from_us
-            if gap_from_us is not None:
-                self.recording.note_gap(cam.name, kind, gap_from_us, first_us, "camera_lost")
-                gap_from_us = None
+            nonlocal open_gap
+            if open_gap is not None and first_us > open_gap[0]:
+                start_us, why = open_gap
+                self.recording.note_gap(
+                    Gap(cam.name, kind, start_us, first_us, "camera_lost", detail=why)
+                )
+            open_gap = None
 
         connection = StreamConnection(
             cam.name, kind, url, profile, stamper, hub.publish, clock=self.clock,

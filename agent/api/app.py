@@ -92,7 +92,12 @@ def create_app(runtime: AgentRuntime) -> FastAPI:
                 if s.status != "deleted"
             ],
             "gaps": [
-                {"start": iso_us(g.start_us), "end": iso_us(g.end_us), "reason": g.reason}
+                {
+                    "start": iso_us(g.start_us),
+                    "end": iso_us(g.end_us),
+                    "reason": g.reason,
+                    "detail": g.detail,
+                }
                 for g in idx.gaps(cam, stream, lo, hi)
             ],
         }

@@ -123,13 +123,21 @@ class Recorder:
         except Exception as exc:  # one stream's failure must not stop the others
             self._fail(st, exc, sp.stamp.capture_us)
 
-    def gap(self, camera: str, stream: str, start_us: int, end_us: int, reason: GapReason) -> None:
-        """Write down a gap someone else noticed (e.g. ingest lost the camera).
+    def gap(
+        self,
+        camera: str,
+        stream: str,
+        start_us: int,
+        end_us: int,
+        reason: GapReason,
+        detail: str = "",
+    ) -> None:
+        """Write down a gap someone else noticed (e.g. ingest lost the camera, and how).
 
         While the stream is not recording, what was pending before `start_us` goes down first,
         and the time from `end_us` until recording resumes is put down to the same reason.
         """
-        gap = Gap(camera, stream, start_us, end_us, reason)
+        gap = Gap(camera, stream, start_us, end_us, reason, detail)
         st = self._stream(camera, stream)
         if st.seg is None:
             self._write_gap(st, start_us)

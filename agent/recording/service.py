@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agent.fanout.consumer import Consumer
 from agent.frames import StampedPacket
-from agent.recording.index import GapReason, Index
+from agent.recording.index import Gap, Index
 from agent.recording.recorder import Recorder, RecorderStats
 from agent.recording.retention import apply_retention
 from fleet.utc import now_us
@@ -33,22 +33,13 @@ class RetentionPolicy:
     budget_bytes: int | None
 
 
-@dataclass(frozen=True)
-class _GapNote:
-    camera: str
-    stream: str
-    start_us: int
-    end_us: int
-    reason: GapReason
-
-
 class RecordingService:
     def __init__(self, data_dir: Path, segment_seconds: float, retention: RetentionPolicy) -> None:
         self.data_dir = data_dir
         self.segment_seconds = segment_seconds
         self.retention = retention
         self._consumers: list[Consumer[StampedPacket]] = []
-        self._gaps: queue.SimpleQueue[_GapNote] = queue.SimpleQueue()
+        self._gaps: queue.SimpleQueue[Gap] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._stats: RecorderStats | None = None
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
@@ -56,12 +47,9 @@ class RecordingService:
     def add(self, consumer: Consumer[StampedPacket]) -> None:
         self._consumers = [*self._consumers, consumer]
 
-    def note_gap(
-        self, camera: str, stream: str, start_us: int, end_us: int, reason: GapReason
-    ) -> None:
+    def note_gap(self, gap: Gap) -> None:
         """Called from any thread (ingest): the recorder's thread writes it down."""
-        if end_us > start_us:
-            self._gaps.put(_GapNote(camera, stream, start_us, end_us, reason))
+        self._gaps.put(gap)
 
     def start(self) -> None:
         self._thread.start()
@@ -83,7 +71,7 @@ class RecordingService:
                 moved = self._drain(recorder)
                 while not self._gaps.empty():
                     g = self._gaps.get()
-                    recorder.gap(g.camera, g.stream, g.start_us, g.end_us, g.reason)
+                    recorder.gap(g.camera, g.stream, g.start_us, g.end_us, g.reason, g.detail)
                 self._stats = recorder.stats()
                 if stopping and not moved:
                     break

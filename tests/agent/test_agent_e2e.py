@@ -144,6 +144,13 @@ def test_camera_lost_and_back_is_a_known_gap_and_verify_passes(tmp_path, agent_f
                  timeout=10, what="loss detected")  # fmt: skip
         sim = start_sim(str(tmp_path), *SIM_ARGS, cameras=1, port=port)
         wait_for(lambda: streaming(agent, "cam1/main"), timeout=15, what="streaming again")
+
+        def lost_gaps() -> list[dict[str, str]]:
+            gaps = agent.get("/cameras/cam1/recordings").json()["gaps"]
+            return [g for g in gaps if g["reason"] == "camera_lost"]
+
+        wait_for(lost_gaps, timeout=10, what="the camera_lost gap in the ledger")
+        assert all(g["detail"] for g in lost_gaps()), lost_gaps()  # ingest's reason is kept
         before = agent.stats()["streams"]["cam1/main"]["analysed"]
         wait_for(lambda: agent.stats()["streams"]["cam1/main"]["analysed"] >= before + 10,
                  timeout=30, what="analysed after reconnect")  # fmt: skip
