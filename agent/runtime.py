@@ -158,21 +158,16 @@ class AgentRuntime:
     def pipeline(self, camera: str, stream: str = "main") -> StreamPipeline | None:
         return self.pipelines.get((camera, stream))
 
+    def _disk_use(self) -> dict[str, int]:
+        total, used, free = shutil.disk_usage(self.data_dir)
+        recorded = self.recording.recorded_bytes
+        return {"total": total, "used": used, "free": free, "recordings": recorded}
+
     def stats(self) -> dict[str, Any]:
         rec = self.recording.stats()
         return {
             "streams": {f"{c}/{s}": p.stats() for (c, s), p in self.pipelines.items()},
             "recorder": asdict(rec) if rec else None,
             "clock_synced": self.clock.synced(),
-            "disk": _disk_use(self.data_dir),
+            "disk": self._disk_use(),
         }
-
-
-def _disk_use(path: Path) -> dict[str, int]:
-    total, used, free = shutil.disk_usage(path)
-    recorded = (
-        sum(f.stat().st_size for f in (path / "recordings").rglob("*.mp4"))
-        if (path / "recordings").exists()
-        else 0
-    )
-    return {"total": total, "used": used, "free": free, "recordings": recorded}

@@ -247,6 +247,13 @@ class Index:
         )
         return [SegmentRow(*r) for r in rows]
 
+    def recorded_bytes(self) -> int:
+        """Bytes of every segment still on disk."""
+        row = self._conn.execute(
+            "SELECT coalesce(sum(bytes), 0) FROM segments WHERE status != 'deleted'"
+        ).fetchone()
+        return int(row[0])
+
     def chain_rows(self, camera: str, stream: str) -> list[SegmentRow]:
         """The camera-stream's chained segments in chain order."""
         rows = self._conn.execute(

@@ -25,6 +25,8 @@ log = logging.getLogger("camfleet.agent.recording")
 IDLE_WAIT_S = 0.02  # how long the thread naps when every queue is empty
 BATCH = 256  # packets taken from one queue before looking at the next (fairness)
 RETENTION_INTERVAL_S = 60.0
+STATS_INTERVAL_S = 0.5  # how stale the stats other threads read may be
+USAGE_INTERVAL_S = 5.0  # how often the bytes on disk are summed from the index
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class RecordingService:
         self._gaps: queue.SimpleQueue[Gap] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._stats: RecorderStats | None = None
+        self._recorded_bytes = 0
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
 
     def add(self, consumer: Consumer[StampedPacket]) -> None:
@@ -62,26 +65,38 @@ class RecordingService:
     def stats(self) -> RecorderStats | None:
         return self._stats
 
+    @property
+    def recorded_bytes(self) -> int:
+        """Bytes of recordings on disk (not deleted by retention), a few seconds old at most."""
+        return self._recorded_bytes
+
     def _run(self) -> None:
         with Index.open(self.data_dir) as index:
             recorder = Recorder(self.data_dir, index, self.segment_seconds)
-            next_retention = time.monotonic()
+            next_retention = next_stats = next_usage = time.monotonic()
             while True:
                 stopping = self._stop.is_set()
                 moved = self._drain(recorder)
                 while not self._gaps.empty():
                     g = self._gaps.get()
                     recorder.gap(g.camera, g.stream, g.start_us, g.end_us, g.reason, g.detail)
-                self._stats = recorder.stats()
                 if stopping and not moved:
                     break
-                if time.monotonic() >= next_retention:
-                    next_retention = time.monotonic() + RETENTION_INTERVAL_S
+                now = time.monotonic()
+                if now >= next_stats:
+                    next_stats = now + STATS_INTERVAL_S
+                    self._stats = recorder.stats()
+                if now >= next_retention:
+                    next_retention = now + RETENTION_INTERVAL_S
                     self._apply_retention(index)
+                if now >= next_usage:
+                    next_usage = now + USAGE_INTERVAL_S
+                    self._recorded_bytes = index.recorded_bytes()
                 if not moved:
                     self._stop.wait(IDLE_WAIT_S)
             recorder.close()
             self._stats = recorder.stats()
+            self._recorded_bytes = index.recorded_bytes()
 
     def _drain(self, recorder: Recorder) -> int:
         moved = 0
