@@ -38,11 +38,12 @@ class StreamPipeline:
     hub: StreamHub
     stamper: Stamper
     connection: StreamConnection
-    live: LatestFrame
+    live: LatestFrame | None
     auditor: FrameAuditor | None
 
     def start(self) -> None:
-        self.live.start()
+        if self.live:
+            self.live.start()
         if self.auditor:
             self.auditor.start()
         self.connection.start()
@@ -53,7 +54,8 @@ class StreamPipeline:
     def stop_consumers(self) -> None:
         if self.auditor:
             self.auditor.stop()
-        self.live.stop()
+        if self.live:
+            self.live.stop()
 
     def stats(self) -> dict[str, Any]:
         conn = self.connection.stats()
@@ -77,8 +79,10 @@ class StreamPipeline:
 
 
 class AgentRuntime:
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, snapshots: bool = True) -> None:
+        """`snapshots=False` leaves out the live consumer (and its keyframe decoding)."""
         self.config = config
+        self.snapshots = snapshots
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Create the index (schema, WAL) once here: threads opening a new database together
@@ -109,10 +113,12 @@ class AgentRuntime:
         hub = StreamHub(f"{cam.name}/{kind}")
         stamper = Stamper()
         self.recording.add(hub.subscribe("recorder", "never_drop", RECORDER_QUEUE))
-        live = LatestFrame(hub.subscribe("live", "drop_oldest", 2, wants_frames=True,
-                                         keyframes_only=True))  # fmt: skip
+        live = None
+        if self.snapshots:
+            live = LatestFrame(hub.subscribe("live", "drop_oldest", 2, wants_frames=True,
+                                             keyframes_only=True))  # fmt: skip
         auditor = None
-        if kind == "main":  # detection looks at the main stream
+        if kind == "main" and cam.inspect:  # detection looks at the main stream
             detect_fps = cam.detect_fps or self.config.defaults.detect_fps
             frames = hub.subscribe(
                 "detect", "drop_oldest", 8, wants_frames=True, max_fps=detect_fps

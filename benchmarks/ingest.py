@@ -25,17 +25,12 @@ from typing import Any
 
 import av
 
-from agent.fanout.hub import PyAVDecoder, StreamHub
+from agent.fanout.hub import PyAVDecoder
 from agent.frames import StreamInfo
-from agent.ingest.connection import StreamConnection, SystemClock
-from agent.recording.index import Index
-from agent.recording.service import RecordingService, RetentionPolicy
-from agent.runtime import RECORDER_QUEUE
-from agent.stamping.clock import ClockSyncProbe, clock_synchronised
-from agent.stamping.stamper import Stamper
+from agent.runtime import AgentRuntime
 from benchmarks.machine import CpuWindow, describe
 from benchmarks.simulator import PROFILE, REPO, pinned, simulator
-from fleet.profiles import load_profile
+from fleet.config import AgentConfig
 
 SEGMENT_SECONDS = 10.0
 STARTUP_TIMEOUT_S = 30.0
@@ -46,26 +41,19 @@ DECODE_RUNS = 3  # best of: the machine may be shared
 
 
 def agent_worker(urls: list[str], data_dir: Path) -> None:
-    """Record `urls` as the agent does; print READY once all stream, stop on a stdin line."""
-    profile = load_profile(PROFILE)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    Index.open(data_dir).close()  # as AgentRuntime: create the schema before threads race on it
-    recording = RecordingService(data_dir, SEGMENT_SECONDS, RetentionPolicy(None, None))
-    probe = ClockSyncProbe(clock_synchronised)
-    clock = SystemClock(lambda: probe.now_synced() is True)
-    hubs, connections = [], []
-    for i, url in enumerate(urls):
-        hub = StreamHub(f"cam{i + 1}/main")
-        recording.add(hub.subscribe("recorder", "never_drop", RECORDER_QUEUE))
-        connections.append(
-            StreamConnection(
-                f"cam{i + 1}", "main", url, profile, Stamper(), hub.publish, clock=clock
-            )
-        )
-        hubs.append(hub)
-    recording.start()
-    for c in connections:
-        c.start()
+    """Record `urls` with the agent's own runtime, inspection and snapshots off (no decode);
+    print READY once all stream, stop on a stdin line, print the counts as JSON."""
+    config = AgentConfig(
+        data_dir=data_dir,
+        defaults={"segment_seconds": SEGMENT_SECONDS},
+        cameras=[
+            {"name": f"cam{i + 1}", "url": url, "profile": PROFILE, "inspect": False}
+            for i, url in enumerate(urls)
+        ],
+    )
+    runtime = AgentRuntime(config, snapshots=False)
+    connections = [p.connection for p in runtime.pipelines.values()]
+    runtime.start()
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while any(c.stats().packets == 0 for c in connections):
         if time.monotonic() > deadline:
@@ -73,12 +61,8 @@ def agent_worker(urls: list[str], data_dir: Path) -> None:
         time.sleep(0.1)
     print("READY", flush=True)
     sys.stdin.readline()
-    for c in connections:
-        c.stop()
-    recording.stop()
-    for hub in hubs:
-        hub.close()
-    rec = recording.stats()
+    runtime.stop()
+    rec = runtime.recording.stats()
     print(
         json.dumps(
             {

@@ -88,6 +88,7 @@ class CameraConfig(_Section):
     sub_url: RtspUrl | None = Field(default=None, repr=False)
     profile: Slug = "generic-onvif"
     detect_fps: Fps | None = None  # None: the agent's default
+    inspect: bool = True  # analyse this camera; it is recorded either way
 
 
 class Defaults(_Section):

@@ -145,7 +145,7 @@ def create_app(runtime: AgentRuntime) -> FastAPI:
     def snapshot(name: str, stream: str = "main") -> Response:
         cam = camera(name)
         pipeline = runtime.pipeline(cam, stream)
-        latest = pipeline.live.latest if pipeline else None
+        latest = pipeline.live.latest if pipeline and pipeline.live else None
         if latest is None:
             raise HTTPException(503, f"no frame from {cam}/{stream} yet")
         sp, image = latest
