@@ -26,10 +26,6 @@ from fleet.profiles import load_profile
 
 log = logging.getLogger("camfleet.agent")
 
-# Packets the recorder may have queued before its queue raises the alarm (about a minute of a
-# 15 fps stream); the queue never drops, the alarm says the disk is not keeping up.
-RECORDER_QUEUE = 1000
-
 
 @dataclass
 class StreamPipeline:
@@ -112,7 +108,7 @@ class AgentRuntime:
         profile = load_profile(cam.profile)
         hub = StreamHub(f"{cam.name}/{kind}")
         stamper = Stamper()
-        self.recording.add(hub.subscribe("recorder", "never_drop", RECORDER_QUEUE))
+        self.recording.record(hub)
         live = None
         if self.snapshots:
             live = LatestFrame(hub.subscribe("live", "drop_oldest", 2, wants_frames=True,

@@ -46,6 +46,7 @@ class Consumer(Generic[T]):
         policy: Policy,
         maxsize: int,
         on_close: Callable[[Consumer[T]], None] | None = None,
+        wakeup: threading.Event | None = None,
     ) -> None:
         if policy not in POLICIES:
             raise ConsumerError(f"{name}: policy must be one of {POLICIES}, got {policy!r}")
@@ -53,6 +54,7 @@ class Consumer(Generic[T]):
             raise ConsumerError(f"{name}: maxsize must be >= 1, got {maxsize}")
         self.name, self.policy, self.maxsize = name, policy, maxsize
         self._on_close = on_close
+        self._wakeup = wakeup  # shared with other consumers one thread waits on
         self._items: deque[T] = deque()
         self._ready = threading.Condition(threading.Lock())
         self._closed = False
@@ -74,6 +76,8 @@ class Consumer(Generic[T]):
             if len(self._items) > self._high_water:
                 self._high_water = len(self._items)
             self._ready.notify()
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     def skip(self) -> None:
         """Count an item deliberately not offered."""

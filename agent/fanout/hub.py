@@ -241,6 +241,8 @@ class StreamHub:
         policy: Policy = ...,
         maxsize: int = ...,
         wants_frames: Literal[False] = ...,
+        *,
+        wakeup: threading.Event | None = ...,
     ) -> Consumer[StampedPacket]: ...
 
     @overload
@@ -253,6 +255,7 @@ class StreamHub:
         wants_frames: Literal[True],
         max_fps: float | None = ...,
         keyframes_only: bool = ...,
+        wakeup: threading.Event | None = ...,
     ) -> Consumer[DecodedFrame]: ...
 
     def subscribe(
@@ -264,8 +267,12 @@ class StreamHub:
         *,
         max_fps: float | None = None,
         keyframes_only: bool = False,
+        wakeup: threading.Event | None = None,
     ) -> Consumer[StampedPacket] | Consumer[DecodedFrame]:
-        """A consumer of stamped packets or, with `wants_frames`, of (packet, frame) pairs."""
+        """A consumer of stamped packets or, with `wants_frames`, of (packet, frame) pairs.
+
+        `wakeup` is set whenever an item is queued, so one thread can wait on many consumers.
+        """
         if not wants_frames and (max_fps is not None or keyframes_only):
             raise HubError(f"{name}: max_fps and keyframes_only need wants_frames=True")
         with self._lock:
@@ -275,11 +282,13 @@ class StreamHub:
                 raise HubError(f"{self.name}: a consumer named {name!r} exists")
             if not wants_frames:
                 packets: Consumer[StampedPacket] = Consumer(
-                    name, policy, maxsize, self._unsubscribe
+                    name, policy, maxsize, self._unsubscribe, wakeup
                 )
                 self._packet_subs = (*self._packet_subs, packets)
                 return packets
-            frames: Consumer[DecodedFrame] = Consumer(name, policy, maxsize, self._unsubscribe)
+            frames: Consumer[DecodedFrame] = Consumer(
+                name, policy, maxsize, self._unsubscribe, wakeup
+            )
             self._frame_subs = (
                 *self._frame_subs,
                 _FrameSubscription(frames, keyframes_only, Decimator(max_fps)),

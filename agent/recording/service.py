@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.fanout.consumer import Consumer
+from agent.fanout.hub import StreamHub
 from agent.frames import StampedPacket
 from agent.recording.index import Gap, Index
 from agent.recording.recorder import Recorder, RecorderStats
@@ -22,7 +23,10 @@ from fleet.utc import now_us
 
 log = logging.getLogger("camfleet.agent.recording")
 
-IDLE_WAIT_S = 0.02  # how long the thread naps when every queue is empty
+# Packets a stream may have queued for the recorder before its queue raises the alarm (about a
+# minute of a 15 fps stream); the queue never drops, the alarm says the disk is not keeping up.
+RECORDER_QUEUE = 1000
+IDLE_WAIT_S = 0.5  # longest sleep with every queue empty (queued packets wake the thread at once)
 BATCH = 256  # packets taken from one queue before looking at the next (fairness)
 RETENTION_INTERVAL_S = 60.0
 STATS_INTERVAL_S = 0.5  # how stale the stats other threads read may be
@@ -43,16 +47,20 @@ class RecordingService:
         self._consumers: list[Consumer[StampedPacket]] = []
         self._gaps: queue.SimpleQueue[Gap] = queue.SimpleQueue()
         self._stop = threading.Event()
+        self._wakeup = threading.Event()  # set by every queued packet and gap, and by stop()
         self._stats: RecorderStats | None = None
         self._recorded_bytes = 0
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
 
-    def add(self, consumer: Consumer[StampedPacket]) -> None:
+    def record(self, hub: StreamHub) -> None:
+        """Record everything the stream's hub publishes (never dropping a packet)."""
+        consumer = hub.subscribe("recorder", "never_drop", RECORDER_QUEUE, wakeup=self._wakeup)
         self._consumers = [*self._consumers, consumer]
 
     def note_gap(self, gap: Gap) -> None:
         """Called from any thread (ingest): the recorder's thread writes it down."""
         self._gaps.put(gap)
+        self._wakeup.set()
 
     def start(self) -> None:
         self._thread.start()
@@ -60,6 +68,7 @@ class RecordingService:
     def stop(self) -> None:
         """Record what is queued, close the segments, and write the agent-stopped gap."""
         self._stop.set()
+        self._wakeup.set()
         self._thread.join(30)
 
     def stats(self) -> RecorderStats | None:
@@ -76,6 +85,7 @@ class RecordingService:
             next_retention = next_stats = next_usage = time.monotonic()
             while True:
                 stopping = self._stop.is_set()
+                self._wakeup.clear()  # before draining: what arrives after is not slept through
                 moved = self._drain(recorder)
                 while not self._gaps.empty():
                     g = self._gaps.get()
@@ -93,7 +103,7 @@ class RecordingService:
                     next_usage = now + USAGE_INTERVAL_S
                     self._recorded_bytes = index.recorded_bytes()
                 if not moved:
-                    self._stop.wait(IDLE_WAIT_S)
+                    self._wakeup.wait(IDLE_WAIT_S)
             recorder.close()
             self._stats = recorder.stats()
             self._recorded_bytes = index.recorded_bytes()

@@ -206,6 +206,20 @@ def test_never_drop_keeps_everything_and_its_alarm_clears_when_drained(hubs: Any
     assert (stats.dropped, stats.delivered, stats.high_water, stats.alarm) == (0, 50, 50, False)
 
 
+def test_one_wakeup_event_tells_a_thread_that_any_of_its_consumers_has_work(hubs: Any) -> None:
+    wakeup = threading.Event()
+    a_hub, b_hub = hubs(), hubs()
+    a = a_hub.subscribe("rec", "never_drop", 10, wakeup=wakeup)
+    b = b_hub.subscribe("rec", "never_drop", 10, wakeup=wakeup)
+    publish_all(b_hub, fake(1))
+    assert wakeup.is_set()
+    wakeup.clear()
+    assert a.get(timeout=0) is None and b.get(timeout=0) is not None
+    assert not wakeup.is_set()
+    publish_all(a_hub, fake(1))
+    assert wakeup.is_set()
+
+
 def test_closing_unsubscribes_and_a_closed_hub_lets_consumers_drain(hubs: Any) -> None:
     hub = hubs()
     gone, stays = hub.subscribe("gone"), hub.subscribe("stays", "never_drop")
