@@ -21,8 +21,7 @@ from agent.recording.service import RecordingService, RetentionPolicy
 from agent.stamping.clock import ClockSyncProbe, clock_synchronised
 from agent.stamping.stamper import Stamper
 from fleet.config import AgentConfig, CameraConfig
-from fleet.messages import StreamKind
-from fleet.profiles import load_profile
+from fleet.profiles import StreamKind, load_profile
 
 log = logging.getLogger("camfleet.agent")
 

@@ -33,6 +33,8 @@ from pydantic import (
     model_validator,
 )
 
+from fleet.profiles import StreamKind
+
 PROTOCOL_VERSION: Final = 1
 MAX_SAFE_INT: Final = 2**53 - 1
 MAX_CHUNK_BYTES: Final = 4 * 1024 * 1024
@@ -106,7 +108,6 @@ B64Bytes = Annotated[
 ]
 
 ConnectionState = Literal["connecting", "streaming", "backoff"]
-StreamKind = Literal["main", "sub"]
 
 
 def _unique(values: Iterable[str], what: str) -> None:

@@ -23,6 +23,10 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+# A camera sends a main stream and, usually, a lower-resolution sub stream.
+StreamKind = Literal["main", "sub"]
+
+
 class ProfileError(Exception):
     """A profile is unknown, unreadable or invalid, or a URL cannot be built from it."""
 
@@ -123,7 +127,7 @@ class FirmwareProfile(BaseModel):
             )
         return self
 
-    def stream_path(self, kind: Literal["main", "sub"], channel: int) -> str:
+    def stream_path(self, kind: StreamKind, channel: int) -> str:
         """The URL path (+query) of one stream of one channel (channels count from 1)."""
         if channel < 1:
             raise ProfileError(f"{self.name}: channel must be >= 1, got {channel}")
@@ -139,7 +143,7 @@ class FirmwareProfile(BaseModel):
         self,
         host: str,
         channel: int = 1,
-        kind: Literal["main", "sub"] = "main",
+        kind: StreamKind = "main",
         port: int | None = None,
         user: str | None = None,
         password: str | None = None,

@@ -35,8 +35,7 @@ from agent.ingest.source import (
     StreamParams,
     tcp_reachable,
 )
-from fleet.messages import StreamKind
-from fleet.profiles import FirmwareProfile
+from fleet.profiles import FirmwareProfile, StreamKind
 from fleet.utc import now_us
 
 log = logging.getLogger("camfleet.agent.ingest")

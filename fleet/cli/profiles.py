@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import typer
 
@@ -11,6 +10,7 @@ from fleet.profiles import (
     FirmwareProfile,
     MultiClient,
     ProfileError,
+    StreamKind,
     StreamProfile,
     list_profiles,
     load_profile,
@@ -96,7 +96,7 @@ def render_profile(p: FirmwareProfile) -> str:
         lines.append("quirks:")
         lines += [f"  - {q}" for q in p.quirks]
     lines.append("example URLs (channel 1):")
-    kinds: list[Literal["main", "sub"]] = ["main"] if p.sub is None else ["main", "sub"]
+    kinds: list[StreamKind] = ["main"] if p.sub is None else ["main", "sub"]
     lines += [f"  {k}: {p.rtsp_url(EXAMPLE_HOST, 1, k)}" for k in kinds]
     return "\n".join(lines)
 

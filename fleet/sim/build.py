@@ -8,8 +8,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.profiles import FirmwareProfile
-from fleet.sim.camera import PreparedLoop, SimCamera, StreamKind, StreamVariants
+from fleet.profiles import FirmwareProfile, StreamKind
+from fleet.sim.camera import PreparedLoop, SimCamera, StreamVariants
 from fleet.sim.encoded import StreamEncoding, encode_loops
 from fleet.sim.scene import SceneRenderer, SceneSpec, default_scene
 from fleet.sim.truth import SceneClock

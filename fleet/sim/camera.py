@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
 
-from fleet.profiles import FirmwareProfile
+from fleet.profiles import FirmwareProfile, StreamKind
 from fleet.rtsp.rtp import packetize_h264
 from fleet.sim.encoded import EncodedLoop
 from fleet.sim.scene import SceneRenderer, SceneSpec
 from fleet.sim.session import SimSession
 from fleet.sim.truth import SceneClock
-
-StreamKind = Literal["main", "sub"]
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
+from fleet.profiles import StreamKind
 from fleet.rtsp.message import Request, render_response
 from fleet.rtsp.sdp import h264_sdp
 from fleet.rtsp.transport import TransportError, TransportSpec, format_transport, parse_transport
-from fleet.sim.camera import SimCamera, StreamKind
+from fleet.sim.camera import SimCamera
 from fleet.sim.session import PacketSink, SimSession
 
 SUPPORTED = ("OPTIONS", "DESCRIBE", "SETUP", "PLAY", "PAUSE", "GET_PARAMETER", "TEARDOWN")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from fleet.profiles import StreamKind
 from fleet.rtsp.rtp import RtpSequencer
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class PacketSink(Protocol):
 class SimSession:
     id: str
     camera: str
-    kind: Literal["main", "sub"]
+    kind: StreamKind
     sink: PacketSink
     transport: str  # the Transport header we answered with
     connection_id: int
