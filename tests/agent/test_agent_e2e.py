@@ -45,20 +45,31 @@ class Agent:
         assert self.proc.returncode == 0, self.log.read_text()[-3000:]
 
 
-@pytest.fixture
-def agent_factory(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
-    agents: list[Agent] = []
+class Agents:
+    """Starts agents for a test (each with its own log) and kills what a failed test left."""
 
-    def make(cameras: dict[str, str]) -> Agent:
-        agent = Agent(tmp_path / "data", cameras, tmp_path / f"agent{len(agents)}.log")
-        agents.append(agent)
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.started: list[Agent] = []
+
+    def __call__(self, cameras: dict[str, str], data: Path | None = None) -> Agent:
+        log = self.tmp_path / f"agent{len(self.started)}.log"
+        agent = Agent(data or self.tmp_path / "data", cameras, log)
+        self.started.append(agent)
         return agent
 
-    yield make
-    for a in agents:
-        if a.proc.poll() is None:
-            a.proc.kill()
-            a.proc.wait()
+    def kill_all(self) -> None:
+        for a in self.started:
+            if a.proc.poll() is None:
+                a.proc.kill()
+                a.proc.wait()
+
+
+@pytest.fixture
+def agent_factory(tmp_path: Path) -> Iterator[Agents]:
+    agents = Agents(tmp_path)
+    yield agents
+    agents.kill_all()
 
 
 def verify(data: Path, camera: str) -> tuple[int, str]:

@@ -14,26 +14,15 @@ from pathlib import Path
 import pytest
 from conftest import free_port, start_sim, wait_for
 from interop.media import gst_rtsp_server, make_h264_mp4
-from test_agent_e2e import SIM_ARGS, Agent, streaming, verify
-
-AgentMaker = Callable[[dict[str, str], Path], Agent]
+from test_agent_e2e import SIM_ARGS, Agent, Agents, streaming, verify
 
 
 @pytest.fixture
-def agents(tmp_path: Path) -> Iterator[AgentMaker]:
-    """Start agents (profile hikvision: RTSP over TCP); kill whatever a failed test left running."""
-    started: list[Agent] = []
-
-    def make(cameras: dict[str, str], data: Path) -> Agent:
-        agent = Agent(data, cameras, tmp_path / f"agent{len(started)}.log")
-        started.append(agent)
-        return agent
-
-    yield make
-    for a in started:
-        if a.proc.poll() is None:
-            a.proc.kill()
-            a.proc.wait()
+def agents(tmp_path: Path) -> Iterator[Agents]:
+    """Agents on the hikvision profile (RTSP over TCP)."""
+    started = Agents(tmp_path)
+    yield started
+    started.kill_all()
 
 
 def _stream(agent: Agent, name: str) -> dict:  # type: ignore[type-arg]
@@ -58,7 +47,7 @@ def _query(data: Path, sql: str, *args: object) -> list[tuple]:  # type: ignore[
         return db.execute(sql, args).fetchall()
 
 
-def test_gstreamer_rtsp_server_as_the_camera(tmp_path: Path, agents: AgentMaker) -> None:
+def test_gstreamer_rtsp_server_as_the_camera(tmp_path: Path, agents: Agents) -> None:
     mp4 = make_h264_mp4(tmp_path / "cam.mp4", 320, 180, fps=15, seconds=6, gop=15)
     data = tmp_path / "data"
     # gst_rtsp_server serves TCP-interleaved only (udp=False); the hikvision profile asks for TCP.
@@ -83,7 +72,7 @@ def _record_and_stop(agent: Agent) -> None:
     agent.stop()  # SIGTERM; asserts exit code 0
 
 
-def test_agent_restart_is_a_known_gap(tmp_path: Path, agents: AgentMaker) -> None:
+def test_agent_restart_is_a_known_gap(tmp_path: Path, agents: Agents) -> None:
     data = tmp_path / "data"
     sim = start_sim(str(tmp_path), *SIM_ARGS, cameras=1)
     try:
@@ -159,7 +148,7 @@ def garbage(request: pytest.FixtureRequest) -> Iterator[GarbageServer]:
 
 
 def test_garbage_on_the_rtsp_socket_leaves_other_cameras_recording(
-    tmp_path: Path, agents: AgentMaker, garbage: GarbageServer
+    tmp_path: Path, agents: Agents, garbage: GarbageServer
 ) -> None:
     data = tmp_path / "data"
     sim = start_sim(str(tmp_path), *SIM_ARGS, cameras=1)
