@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import math
 import reprlib
 from collections.abc import Iterable
@@ -110,6 +111,13 @@ B64Bytes = Annotated[
 ConnectionState = Literal["connecting", "streaming", "backoff"]
 
 
+def _ip_network(value: str) -> str:
+    return str(ipaddress.ip_network(value, strict=False))
+
+
+Subnet = Annotated[str, printable_ascii(64), AfterValidator(_ip_network)]
+
+
 def _unique(values: Iterable[str], what: str) -> None:
     seen: set[str] = set()
     for value in values:
@@ -194,6 +202,8 @@ class AgentStatus(BaseMessage):
     session: Count
     software_version: Annotated[str, printable_ascii(64)]
     capabilities: Annotated[list[Token], Field(max_length=64)] = []
+    # Networks the agent reaches cameras on: automatic assignment and discovery use them.
+    subnets: Annotated[list[Subnet], Field(max_length=64)] = []
     ts: StampUs
 
     def supersedes(self, current: AgentStatus | None) -> bool:
@@ -260,18 +270,27 @@ class Heartbeat(BaseMessage):
 # --- events ------------------------------------------------------------------------------------
 
 
+# What the detector saw (anomaly, camera_moved, view_lost) and what happened to the camera
+# itself: a dead camera must alarm like an anomaly does.
+DetectionKind = Literal["anomaly", "camera_moved", "view_lost"]
+HealthKind = Literal["camera_offline", "camera_online", "camera_degraded", "recording_gap"]
+EventKind = Literal[DetectionKind, HealthKind]
+HEALTH_KINDS: Final[frozenset[str]] = frozenset(get_args(HealthKind))
+
+
 class Event(BaseMessage):
-    """Something the detector saw. Sent at least once; receivers store it idempotently by `id`."""
+    """Something that happened on a camera. Sent at least once; stored idempotently by `id`."""
 
     type: Literal["event"] = "event"
     id: UUID
     camera: CameraName
-    roi_id: RoiId | None = None  # None for camera-wide events (camera_moved, view_lost)
-    kind: Literal["anomaly", "camera_moved", "view_lost"]
+    roi_id: RoiId | None = None  # None for camera-wide events (camera_moved, health events)
+    kind: EventKind
     start_us: StampUs
     end_us: StampUs
     peak_us: StampUs
-    peak_score: float
+    peak_score: float = 0.0  # 0 for health events
+    detail: Text | None = None  # e.g. why the camera went offline
     box: Box | None = None
     model_version: ModelVersion | None = None
     adjustment: RoiAdjustment
@@ -346,6 +365,34 @@ class ReportedState(BaseMessage):
         return self
 
 
+# --- discovery ---------------------------------------------------------------------------------
+
+
+class FoundCamera(_Model):
+    """A device that answered an ONVIF WS-Discovery probe, with what the agent made of it."""
+
+    endpoint: Annotated[
+        str, printable_ascii(256)
+    ]  # WS-Addressing endpoint reference (urn:uuid:...)
+    address: Annotated[str, printable_ascii(64)]  # IP address it answered from
+    xaddrs: Annotated[list[HttpUrl], Field(max_length=8)] = []
+    scopes: Annotated[list[Annotated[str, printable_ascii(512)]], Field(max_length=64)] = []
+    manufacturer: Text | None = None
+    model: Text | None = None
+    suggested_profile: Slug | None = None  # a firmware profile matching its scopes
+    main_url: RtspUrl | None = Field(default=None, repr=False)
+    sub_url: RtspUrl | None = Field(default=None, repr=False)
+
+
+class DiscoveryReport(BaseMessage):
+    """The cameras an agent found on its subnets; retained, replaced by each new probe."""
+
+    type: Literal["discovery_report"] = "discovery_report"
+    ts: StampUs
+    subnets: Annotated[list[Subnet], Field(max_length=64)] = []
+    cameras: Annotated[list[FoundCamera], Field(max_length=1024)]
+
+
 # --- commands ----------------------------------------------------------------------------------
 
 
@@ -368,7 +415,14 @@ class CaptureReference(_Model):
     camera: CameraName
 
 
-Action = Annotated[ExtractClip | CaptureReference, Field(discriminator="name")]
+class Discover(_Model):
+    """Probe for cameras now and publish a DiscoveryReport."""
+
+    name: Literal["discover"] = "discover"
+    timeout_s: Annotated[float, Field(gt=0, le=30)] = 3.0
+
+
+Action = Annotated[ExtractClip | CaptureReference | Discover, Field(discriminator="name")]
 
 
 class Command(BaseMessage):
@@ -470,7 +524,8 @@ Message = Annotated[
     | CommandAck
     | ClipManifest
     | ClipChunk
-    | ModelArtifactDescriptor,
+    | ModelArtifactDescriptor
+    | DiscoveryReport,
     Field(discriminator="type"),
 ]
 

@@ -23,6 +23,7 @@ from fleet.messages import (
     Command,
     CommandAck,
     DesiredState,
+    DiscoveryReport,
     Event,
     Heartbeat,
     ModelArtifactDescriptor,
@@ -54,6 +55,7 @@ class TopicKind(StrEnum):
     DESIRED_STATE = "state/desired"
     COMMANDS = "commands"
     ACKS = "acks"
+    DISCOVERY = "discovery"
     MODELS = "models"
 
 
@@ -76,6 +78,7 @@ TOPICS: Final = MappingProxyType(
         TopicKind.CLIP_CHUNKS: TopicSpec(Direction.UP, 1, False, ClipChunk),
         TopicKind.REPORTED_STATE: TopicSpec(Direction.UP, 1, True, ReportedState),
         TopicKind.ACKS: TopicSpec(Direction.UP, 1, False, CommandAck),
+        TopicKind.DISCOVERY: TopicSpec(Direction.UP, 1, True, DiscoveryReport),
         TopicKind.DESIRED_STATE: TopicSpec(Direction.DOWN, 1, True, DesiredState),
         TopicKind.COMMANDS: TopicSpec(Direction.DOWN, 1, False, Command),
         TopicKind.MODELS: TopicSpec(Direction.DOWN, 1, True, ModelArtifactDescriptor),

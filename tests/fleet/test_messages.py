@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleet.messages import (
+    HEALTH_KINDS,
     IDENTITY,
     MAX_SAFE_INT,
     MESSAGE_TYPES,
@@ -30,8 +31,11 @@ from fleet.messages import (
     Command,
     CommandAck,
     DesiredState,
+    Discover,
+    DiscoveryReport,
     Event,
     ExtractClip,
+    FoundCamera,
     Heartbeat,
     MessageError,
     ModelArtifactDescriptor,
@@ -112,6 +116,7 @@ agent_statuses = st.builds(
     session=counts,
     software_version=st.from_regex(r"[!-~]{1,64}", fullmatch=True),
     capabilities=st.lists(tokens, max_size=5),
+    subnets=st.lists(st.ip_addresses(v=4).map(lambda a: f"{a}/24"), max_size=3),
     ts=stamps,
 )
 
@@ -153,7 +158,7 @@ def events(draw: st.DrawFn) -> Event:
         id=draw(st.uuids()),
         camera=draw(slugs),
         roi_id=draw(st.none() | slugs),
-        kind=draw(st.sampled_from(["anomaly", "camera_moved", "view_lost"])),
+        kind=draw(st.sampled_from(["anomaly", "camera_moved", "view_lost", *sorted(HEALTH_KINDS)])),
         start_us=start,
         end_us=end,
         peak_us=peak,
@@ -162,6 +167,7 @@ def events(draw: st.DrawFn) -> Event:
         model_version=draw(st.none() | model_versions),
         adjustment=draw(adjustments),
         clip_id=draw(st.none() | st.uuids()),
+        detail=draw(st.none() | texts),
     )
 
 
@@ -220,7 +226,9 @@ commands = st.builds(
     Command,
     id=st.uuids(),
     ts=stamps,
-    action=extract_clips() | st.builds(CaptureReference, camera=slugs),
+    action=extract_clips()
+    | st.builds(CaptureReference, camera=slugs)
+    | st.builds(Discover, timeout_s=st.floats(min_value=0.01, max_value=30)),
 )
 command_acks = st.one_of(
     st.builds(CommandAck, command_id=st.uuids(), ts=stamps, ok=st.just(True), clip_id=st.uuids()),
@@ -262,6 +270,25 @@ model_artifacts = st.builds(
     ),
 )
 
+found_cameras = st.builds(
+    FoundCamera,
+    endpoint=st.uuids().map(lambda u: f"urn:uuid:{u}"),
+    address=st.ip_addresses(v=4).map(str),
+    xaddrs=st.lists(urls("http", "https"), max_size=2),
+    scopes=st.lists(st.from_regex(r"[!-~]{1,40}", fullmatch=True), max_size=3),
+    manufacturer=st.none() | texts,
+    model=st.none() | texts,
+    suggested_profile=st.none() | slugs,
+    main_url=st.none() | urls("rtsp"),
+    sub_url=st.none() | urls("rtsp"),
+)
+discovery_reports = st.builds(
+    DiscoveryReport,
+    ts=stamps,
+    subnets=st.lists(st.ip_addresses(v=4).map(lambda a: f"{a}/32"), max_size=3),
+    cameras=st.lists(found_cameras, max_size=3),
+)
+
 STRATEGIES: dict[type[BaseMessage], st.SearchStrategy[Any]] = {
     AgentStatus: agent_statuses,
     Heartbeat: heartbeats,
@@ -273,6 +300,7 @@ STRATEGIES: dict[type[BaseMessage], st.SearchStrategy[Any]] = {
     ClipManifest: clip_manifests(),
     ClipChunk: clip_chunks,
     ModelArtifactDescriptor: model_artifacts,
+    DiscoveryReport: discovery_reports,
 }
 any_message = st.one_of(*STRATEGIES.values())
 
@@ -405,6 +433,23 @@ EXAMPLES: list[BaseMessage] = [
         url="https://controller.example:8080/api/models/padim-2024-06-10/artifact",
         signature=bytes(range(64)),
         summary=ModelSummary(input_shape=[1, 224, 224, 3], camera="gate", rois=["driveway"]),
+    ),
+    DiscoveryReport(
+        ts=_T0,
+        subnets=["10.0.0.0/24"],
+        cameras=[
+            FoundCamera(
+                endpoint="urn:uuid:6f1c2a8e-0d4b-4c1e-9a55-2b7f0e3d9c10",
+                address="10.0.0.21",
+                xaddrs=["http://10.0.0.21/onvif/device_service"],
+                scopes=["onvif://www.onvif.org/name/HIKVISION"],
+                manufacturer="HIKVISION",
+                model="DS-2CD2143G2-I",
+                suggested_profile="hikvision",
+                main_url="rtsp://10.0.0.21:554/Streaming/Channels/101",
+                sub_url="rtsp://10.0.0.21:554/Streaming/Channels/102",
+            )
+        ],
     ),
 ]
 

@@ -136,6 +136,7 @@ def test_state_and_presence_are_retained_and_the_rest_not() -> None:
         TopicKind.REPORTED_STATE,
         TopicKind.DESIRED_STATE,
         TopicKind.MODELS,
+        TopicKind.DISCOVERY,
     }
 
 
