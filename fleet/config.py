@@ -140,6 +140,11 @@ class MqttConfig(_Section):
     url: MqttUrl | None = None  # credentials go in username/password, never in the URL
     username: str | None = None
     password: SecretStr | None = None
+    # With an external Mosquitto: where the controller keeps its password and ACL files current
+    # (rewritten on every enrollment and revocation) and the pid file of the broker to SIGHUP so
+    # it re-reads them. Unset: run `camfleet broker config` and reload by hand.
+    mosquitto_dir: Path | None = None
+    mosquitto_pid_file: Path | None = None
 
     @property
     def embedded(self) -> bool:
@@ -149,8 +154,11 @@ class MqttConfig(_Section):
     def _one_broker(self) -> Self:
         if self.url is not None and "embedded_port" in self.model_fields_set:
             raise ValueError("set either embedded_port (embedded broker) or url, not both")
-        if self.url is None and (self.username is not None or self.password is not None):
-            raise ValueError("username and password apply only to an external broker (url)")
+        external_only = ("username", "password", "mosquitto_dir", "mosquitto_pid_file")
+        if self.url is None and any(getattr(self, key) is not None for key in external_only):
+            raise ValueError(
+                "username, password and mosquitto_* apply only to an external broker (url)"
+            )
         return self
 
 
@@ -159,10 +167,18 @@ class AdminConfig(_Section):
     password: SecretStr | None = None
 
 
+class FleetConfig(_Section):
+    # How long an agent may be offline (or stale) before its cameras move to another agent.
+    failover_grace_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    # An agent whose heartbeats stop for this many intervals is shown stale, not online.
+    stale_after_heartbeats: Annotated[float, Field(ge=1, le=100)] = 3.0
+
+
 class ControllerConfig(_ServiceConfig):
     http: ControllerHttpConfig = ControllerHttpConfig()
     mqtt: MqttConfig = MqttConfig()
     admin: AdminConfig = AdminConfig()
+    fleet: FleetConfig = FleetConfig()
 
 
 # --- loading -----------------------------------------------------------------------------------
