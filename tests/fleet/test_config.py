@@ -195,7 +195,7 @@ CONTROLLER_MISTAKES = [
     ('[mqtt]\nurl = "mqtt://b"\nembedded_port = 1', "mqtt: Value error, set either"),
     ('[mqtt]\nurl = "mqtt://u:s3cret@b"', "mqtt.url: Value error, URL must not"),
     ('[mqtt]\nurl = "http://b"', "mqtt.url: Value error, URL scheme"),
-    ('[mqtt]\npassword = "s3cret"', "mqtt: Value error, username, password and mosquitto_* apply only"),
+    ('[mqtt]\npassword = "s3cret"', "mqtt: Value error, username, password and mosquitto_*"),
     ('[admin]\nuser = ""', "admin.user: String should match pattern"),
     ('[admin]\npasword = "s3cret"', "admin.pasword: Extra inputs"),
 ]
