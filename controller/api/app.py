@@ -1,0 +1,43 @@
+"""The controller's HTTP API under /api/v1: thin routes over the registry and the admin auth.
+
+Public: GET /health, POST /login, POST /logout, POST /enroll (the token is the credential).
+Everything else, the lead's extra routers included, needs an admin session.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fastapi import Depends, FastAPI
+
+from controller.api import agents, cameras, enroll, sessions
+from controller.api import fleet as fleet_routes
+from controller.api.context import ApiContext
+from controller.api.errors import install_error_handlers
+from controller.api.security import require_admin
+from controller.api.sessions import VERSION
+from controller.auth import AdminAuth
+
+API_PREFIX: Final = "/api/v1"
+_RESERVED_STATE: Final = frozenset({"ctx", "admin_auth"})
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    clash = _RESERVED_STATE & ctx.app_state.keys()
+    if clash:
+        raise ValueError(f"app_state must not set {', '.join(sorted(clash))}: the API uses it")
+    # No /docs: Swagger UI loads from a CDN a site network may not reach; /openapi.json stays.
+    app = FastAPI(title="camfleet controller", version=VERSION, docs_url=None, redoc_url=None)
+    for key, value in ctx.app_state.items():
+        setattr(app.state, key, value)
+    app.state.ctx = ctx
+    app.state.admin_auth = AdminAuth(ctx.registry)
+    install_error_handlers(app)
+    app.include_router(sessions.router, prefix=API_PREFIX)
+    app.include_router(enroll.router)  # at fleet.enrollment.ENROLL_PATH
+    admin_only = [Depends(require_admin)]
+    for router in (agents.router, cameras.router, fleet_routes.router):
+        app.include_router(router, prefix=API_PREFIX, dependencies=admin_only)
+    for router in ctx.routers:  # as they are: they carry their own prefix (/api/v1)
+        app.include_router(router, dependencies=admin_only)
+    return app
