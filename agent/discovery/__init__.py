@@ -1,0 +1,1 @@
+"""Find cameras on the agent's subnets with ONVIF WS-Discovery."""
