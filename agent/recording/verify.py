@@ -83,19 +83,23 @@ def verify(
         found: dict[int, list[tuple[Audit, FrameRef]]] = defaultdict(list)
         for audit in index.audits(camera, from_us, to_us):
             ref = index.frame_by_seq(camera, audit.stream, audit.seq, audit.stamp_us)
-            if ref is None:
-                _not_recorded(index, report, audit)
-            elif ref.stamp_us != audit.stamp_us:
-                detail = f"recorded with stamp {ref.stamp_us}"
-                report.mismatches.append(_mismatch(audit, None, detail))
-            else:
+            if ref is not None and ref.stamp_us == audit.stamp_us:
                 found[ref.segment_id].append((audit, ref))
+            # Sequence numbers restart with the agent, so a frame of another run may carry this
+            # one's number: a known gap or retention is asked first, a differing stamp after.
+            elif not _explained(index, report, audit):
+                if ref is None:
+                    report.missing.append(audit)
+                else:
+                    detail = f"recorded with stamp {ref.stamp_us}"
+                    report.mismatches.append(_mismatch(audit, None, detail))
         for items in found.values():
             _check_segment(index, report, items)
     return report
 
 
-def _not_recorded(index: Index, report: VerifyReport, audit: Audit) -> None:
+def _explained(index: Index, report: VerifyReport, audit: Audit) -> bool:
+    """Count an audited frame the recording does not hold if a known gap or retention says why."""
     at = audit.stamp_us
     if any(g.stream == audit.stream and g.start_us <= at < g.end_us for g in report.known_gaps):
         report.in_gaps += 1
@@ -104,7 +108,8 @@ def _not_recorded(index: Index, report: VerifyReport, audit: Audit) -> None:
     ):
         report.expired += 1
     else:
-        report.missing.append(audit)
+        return False
+    return True
 
 
 def _check_segment(index: Index, report: VerifyReport, items: list[tuple[Audit, FrameRef]]) -> None:

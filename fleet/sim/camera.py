@@ -72,9 +72,16 @@ class SimCamera:
     def clients(self) -> int:
         return len(self.sessions)
 
+    def clients_of(self, kind: StreamKind) -> int:
+        return sum(1 for s in self.sessions.values() if s.kind == kind)
+
+    def degraded_stream(self, kind: StreamKind) -> bool:
+        """Several clients of one stream split its encoder; main and sub have their own."""
+        return self.profile.multi_client.degrades and self.clients_of(kind) > 1
+
     @property
     def degraded(self) -> bool:
-        return self.profile.multi_client.degrades and self.clients > 1
+        return any(self.degraded_stream(kind) for kind in self.streams)
 
     def can_admit(self) -> bool:
         return self.clients < self.profile.max_sessions
@@ -82,15 +89,15 @@ class SimCamera:
     def playing(self) -> Iterator[SimSession]:
         return (s for s in list(self.sessions.values()) if s.playing)
 
-    def frame_offset_for_new_client(self) -> int:
-        """Whole GOPs into the loop, per extra client, where the profile says frames differ."""
+    def frame_offset_for_new_client(self, kind: StreamKind) -> int:
+        """Whole GOPs into the loop, per extra client of the stream, where frames differ."""
         if not self.profile.multi_client.frames_differ:
             return 0
-        return sum(1 for _ in self.playing()) * self.gop
+        return sum(1 for s in self.playing() if s.kind == kind) * self.gop
 
     def variant_for(self, kind: StreamKind) -> PreparedLoop:
         variants = self.streams[kind]
-        if self.degraded and variants.degraded is not None:
+        if self.degraded_stream(kind) and variants.degraded is not None:
             return variants.degraded
         return variants.normal
 
@@ -113,7 +120,7 @@ class SimCamera:
                     "height": v.normal.loop.encoding.height,
                     "fps": v.normal.loop.encoding.fps,
                     "frames_sent": self.frames_sent.get(kind, 0),
-                    "clients": sum(1 for s in self.sessions.values() if s.kind == kind),
+                    "clients": self.clients_of(kind),
                 }
                 for kind, v in self.streams.items()
             },

@@ -170,7 +170,7 @@ class RtspService:
     def _play(self, req: Request, session: SimSession) -> bytes:
         cam = self.cameras[session.camera]
         if not session.playing:
-            session.frame_offset = cam.frame_offset_for_new_client()
+            session.frame_offset = cam.frame_offset_for_new_client(session.kind)
             session.waiting_keyframe = True
             session.playing = True
         rtptime = session.rtp_timestamp(cam.next_frame, cam.clock.fps)
