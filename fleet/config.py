@@ -170,8 +170,6 @@ class AdminConfig(_Section):
 class FleetConfig(_Section):
     # How long an agent may be offline (or stale) before its cameras move to another agent.
     failover_grace_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
-    # An agent whose heartbeats stop for this many intervals is shown stale, not online.
-    stale_after_heartbeats: Annotated[float, Field(ge=1, le=100)] = 3.0
 
 
 class ControllerConfig(_ServiceConfig):

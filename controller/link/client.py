@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Final
 
 import paho.mqtt.client as mqtt
@@ -25,8 +26,17 @@ CLIENT_ID: Final = "camfleet-controller"
 
 
 class ControllerLink:
-    def __init__(self, host: str, port: int, password: str, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        password: str,
+        dispatcher: Dispatcher,
+        username: str = CONTROLLER_USERNAME,
+        on_connect: Callable[[], None] = lambda: None,
+    ) -> None:
         self.host = host
+        self.on_connect = on_connect  # e.g. republish desired states: the broker may be new
         self.port = port
         self.dispatcher = dispatcher
         self.connected = threading.Event()
@@ -37,7 +47,7 @@ class ControllerLink:
             clean_session=False,
             protocol=mqtt.MQTTv311,
         )
-        c.username_pw_set(CONTROLLER_USERNAME, password)
+        c.username_pw_set(username, password)
         c.reconnect_delay_set(1, 10)
         # QoS 1 in flight: enough to keep a burst flowing, bounded so memory is too.
         c.max_inflight_messages_set(100)
@@ -76,6 +86,7 @@ class ControllerLink:
         client.subscribe([(s.filter, int(s.qos)) for s in controller_subscriptions()])
         log.info("connected to broker %s:%d", self.host, self.port)
         self.connected.set()
+        self.on_connect()
 
     def _on_disconnect(
         self,

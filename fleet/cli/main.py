@@ -9,6 +9,10 @@ from __future__ import annotations
 import typer
 
 from agent.cli import app as agent_app
+from controller.cli.admin import agents_app, camera_app, events_app, inspect_app, token_app
+from controller.cli.broker import broker_app
+from controller.cli.demo import demo_command
+from controller.cli.run import controller_app
 from fleet.cli.profiles import app as profiles_app
 from fleet.cli.sim import sim_command
 
@@ -20,6 +24,14 @@ app = typer.Typer(
 )
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(agent_app, name="agent")
+app.add_typer(controller_app, name="controller")
+app.add_typer(token_app, name="token")
+app.add_typer(agents_app, name="agents")
+app.add_typer(camera_app, name="camera")
+app.add_typer(inspect_app, name="inspect")
+app.add_typer(events_app, name="events")
+app.add_typer(broker_app, name="broker")
+app.command("demo")(demo_command)
 app.command("sim")(sim_command)
 
 

@@ -1,0 +1,154 @@
+"""The controller process: registry, broker (embedded or external), MQTT link, event center,
+fleet supervision and the HTTP API, started and stopped as one."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import uvicorn
+from fastapi import APIRouter
+
+from controller.api.app import create_app
+from controller.api.context import ApiContext
+from controller.auth import AdminAuth, set_admin_password
+from controller.broker.embedded import EmbeddedBroker
+from controller.broker.identities import CONTROLLER_USERNAME
+from controller.broker.mosquitto_config import reload, write_mosquitto_config
+from controller.events.clip_info import ClipInfo
+from controller.events.clips import ClipStore
+from controller.events.store import EventStore
+from controller.link.client import ControllerLink
+from controller.link.commands import CommandTracker
+from controller.link.dispatch import Dispatcher
+from controller.link.event_batcher import EventBatcher
+from controller.registry import Registry
+from controller.supervisor import FleetSupervisor
+from fleet.config import ControllerConfig
+
+log = logging.getLogger("camfleet.controller")
+
+MQTT_DEFAULT_PORT = 1883
+
+
+class ControllerService:
+    def __init__(self, config: ControllerConfig, extra_routers: list[APIRouter] | None = None):
+        self.config = config
+        data = Path(config.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        self.registry = Registry.open(data)
+        self.events = EventStore.open(data)
+        self.clips = ClipStore(data / "clips", on_complete=self._clip_complete)
+        self.batcher = EventBatcher(self.events)
+        self.commands = CommandTracker()
+        self.broker: EmbeddedBroker | None = None
+        mqtt = config.mqtt
+        if mqtt.url is None:
+            self.broker_host, self.broker_port = config.http.host, mqtt.embedded_port
+        else:
+            parts = urlsplit(mqtt.url)
+            self.broker_host = parts.hostname or "127.0.0.1"
+            self.broker_port = parts.port or MQTT_DEFAULT_PORT
+        password = (
+            mqtt.password.get_secret_value()
+            if mqtt.password is not None
+            else self.registry.controller_broker_password()
+        )
+        # The supervisor publishes through the link, which tells it about presence changes.
+        dispatcher = Dispatcher(
+            self.registry, self.batcher, self.clips, self.commands,
+            on_presence=lambda agent_id: self.supervisor.poke(),
+        )  # fmt: skip
+        self.link = ControllerLink(
+            self.broker_host, self.broker_port, password, dispatcher,
+            username=mqtt.username or CONTROLLER_USERNAME,
+            on_connect=lambda: self.supervisor.resend(),
+        )  # fmt: skip
+        self.supervisor = FleetSupervisor(self.registry, self.link, config.fleet.failover_grace_s)
+        from controller.api.events import router as events_router
+
+        self.app = create_app(
+            ApiContext(
+                registry=self.registry,
+                broker_host=_advertised(self.broker_host),
+                broker_port=self.broker_port,
+                controller_url=f"http://{_advertised(config.http.host)}:{config.http.port}",
+                on_change=self._changed,
+                on_revoke=self._revoked,
+                routers=[events_router, *(extra_routers or [])],
+                app_state={"events": self.events, "clips": self.clips, "service": self},
+            )
+        )
+
+    def has_admin_password(self) -> bool:
+        return AdminAuth(self.registry).has_admin()
+
+    def set_admin_password(self, password: str) -> None:
+        set_admin_password(self.registry, self.config.admin.user, password)
+
+    def _clip_complete(self, info: ClipInfo) -> None:
+        event_id = info.manifest.event_id if info.manifest else None
+        self.events.link_clip(event_id, info.clip_id)
+
+    def _changed(self) -> None:
+        self._write_mosquitto_files()
+        self.supervisor.poke()
+
+    def _revoked(self, agent_id: str) -> None:
+        log.info("agent %s revoked", agent_id)
+
+    def _write_mosquitto_files(self) -> None:
+        mqtt = self.config.mqtt
+        if mqtt.mosquitto_dir is None:
+            return
+        write_mosquitto_config(
+            mqtt.mosquitto_dir, self.registry.identities(), port=self.broker_port,
+            host=self.broker_host,
+        )  # fmt: skip
+        if mqtt.mosquitto_pid_file is not None:
+            try:
+                reload(int(mqtt.mosquitto_pid_file.read_text().strip()))
+            except (OSError, ValueError) as exc:
+                log.error("cannot reload Mosquitto from %s: %s", mqtt.mosquitto_pid_file, exc)
+
+    def start(self) -> None:
+        if self.config.mqtt.url is None:
+            self.broker = EmbeddedBroker(self.config.http.host, self.broker_port, self.registry)
+            self.broker.start()
+            log.info("embedded MQTT broker on %s:%d", self.config.http.host, self.broker_port)
+        else:
+            self._write_mosquitto_files()
+        self.link.start()
+        self.supervisor.start()
+
+    def stop(self) -> None:
+        self.supervisor.stop()
+        self.link.stop()
+        self.batcher.flush()
+        self.batcher.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        self.clips.close()
+        self.events.close()
+        self.registry.close()
+
+    def run(self) -> None:
+        """Serve until SIGINT/SIGTERM, then stop everything cleanly."""
+        self.start()
+        try:
+            server = uvicorn.Server(
+                uvicorn.Config(self.app, host=self.config.http.host, port=self.config.http.port,
+                               log_level="warning")
+            )  # fmt: skip
+            log.info("controller API on http://%s:%d", self.config.http.host,
+                     self.config.http.port)  # fmt: skip
+            server.run()
+        finally:
+            self.stop()
+
+
+def _advertised(host: str) -> str:
+    """An address others can use: a wildcard bind address is not one."""
+    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
