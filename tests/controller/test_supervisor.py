@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_registry import S, T0, camera, enroll, heartbeat, status
+from test_registry import T0, S, camera, enroll, heartbeat, status
 
 from controller.registry import Registry
 from controller.supervisor import FleetSupervisor
