@@ -1,0 +1,1 @@
+"""The controller's event center: events stored idempotently by id, clips assembled from chunks."""
