@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,6 +14,7 @@ from fastapi import APIRouter
 
 from controller.api.app import create_app
 from controller.api.context import ApiContext
+from controller.api.events import router as events_router
 from controller.auth import AdminAuth, set_admin_password
 from controller.broker.embedded import EmbeddedBroker
 from controller.broker.identities import CONTROLLER_USERNAME
@@ -27,10 +29,12 @@ from controller.link.event_batcher import EventBatcher
 from controller.registry import Registry
 from controller.supervisor import FleetSupervisor
 from fleet.config import ControllerConfig
+from fleet.utc import now_us
 
 log = logging.getLogger("camfleet.controller")
 
 MQTT_DEFAULT_PORT = 1883
+HOUSEKEEPING_S = 3600
 
 
 class ControllerService:
@@ -67,7 +71,8 @@ class ControllerService:
             on_connect=lambda: self.supervisor.resend(),
         )  # fmt: skip
         self.supervisor = FleetSupervisor(self.registry, self.link, config.fleet.failover_grace_s)
-        from controller.api.events import router as events_router
+        self._stopping = threading.Event()
+        self._housekeeping = threading.Thread(target=self._housekeep, daemon=True)
 
         self.app = create_app(
             ApiContext(
@@ -122,8 +127,20 @@ class ControllerService:
             self._write_mosquitto_files()
         self.link.start()
         self.supervisor.start()
+        self._housekeeping.start()
+
+    def _housekeep(self) -> None:
+        # Parts of clips whose sender gave up would otherwise stay on disk for ever.
+        while not self._stopping.wait(HOUSEKEEPING_S):
+            try:
+                removed = self.clips.collect_garbage(now_us())
+                if removed:
+                    log.info("removed %d abandoned partial clips", removed)
+            except Exception:
+                log.exception("clip garbage collection failed")
 
     def stop(self) -> None:
+        self._stopping.set()
         self.supervisor.stop()
         self.link.stop()
         self.batcher.flush()
