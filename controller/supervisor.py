@@ -25,8 +25,16 @@ class DesiredPublisher(Protocol):
 
     def publish(self, agent_id: str, kind: TopicKind, msg: DesiredState | None) -> None: ...
 
+    @property
+    def up_since_us(self) -> int | None:
+        """When the link last connected; None while it is down."""
+        ...
 
-def agent_view(agent: AgentRecord, now: int) -> AgentView:
+
+def agent_view(agent: AgentRecord, now: int, link_up_us: int = 0) -> AgentView:
+    """`link_up_us`: since when the controller has heard the broker. Nobody is judged gone for
+    longer than that: after a broker or controller restart every agent gets a full grace
+    period to reconnect before its cameras move."""
     health = effective_state(agent, now)
     since: int | None = None
     if health == "offline":
@@ -37,6 +45,8 @@ def agent_view(agent: AgentRecord, now: int) -> AgentView:
             since = agent.heartbeat_us + int(STALE_AFTER_INTERVALS * hb.interval_s * 1e6)
         else:
             since = agent.status_us or agent.enrolled_us
+    if since is not None:
+        since = max(since, link_up_us)
     reported = agent.reported
     status = agent.status
     capacity = agent.heartbeat.capacity.max_cameras if agent.heartbeat else agent.max_cameras
@@ -63,7 +73,11 @@ def placement(camera: CameraRecord) -> CameraPlacement:
 
 class FleetSupervisor:
     def __init__(
-        self, registry: Registry, link: DesiredPublisher, grace_s: float, tick_s: float = 1.0
+        self,
+        registry: Registry,
+        link: DesiredPublisher,
+        grace_s: float,
+        tick_s: float = 1.0,
     ) -> None:
         self.registry = registry
         self.link = link
@@ -92,8 +106,11 @@ class FleetSupervisor:
 
     def tick(self, now: int | None = None) -> None:
         now = now_us() if now is None else now
+        up_since = self.link.up_since_us
+        if up_since is None:
+            return  # deaf to the fleet: absences seen now say nothing about the agents
         agents = self.registry.agents()
-        views = [agent_view(a, now) for a in agents]
+        views = [agent_view(a, now, up_since) for a in agents]
         cameras = [placement(c) for c in self.registry.cameras()]
         for change in plan(cameras, views, now, self.grace_s):
             log.info("camera %s: target %s, owner %s (%s)", change.camera, change.target,

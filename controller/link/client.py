@@ -40,6 +40,7 @@ class ControllerLink:
         self.port = port
         self.dispatcher = dispatcher
         self.connected = threading.Event()
+        self.up_since_us: int | None = None
         self.connects = 0
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -85,6 +86,7 @@ class ControllerLink:
         self.connects += 1
         client.subscribe([(s.filter, int(s.qos)) for s in controller_subscriptions()])
         log.info("connected to broker %s:%d", self.host, self.port)
+        self.up_since_us = now_us()
         self.connected.set()
         self.on_connect()
 
@@ -97,6 +99,7 @@ class ControllerLink:
         properties: Properties | None,
     ) -> None:
         self.connected.clear()
+        self.up_since_us = None
         log.warning("disconnected from broker (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:

@@ -19,8 +19,11 @@ GRACE_S = 30
 
 
 class Sent:
+    """The link, as far as the supervisor sees it: up since T0 unless told otherwise."""
+
     def __init__(self) -> None:
         self.messages: list[tuple[str, DesiredState | None]] = []
+        self.up_since_us: int | None = T0
 
     def publish(self, agent_id: str, kind: TopicKind, msg: DesiredState | None) -> None:
         assert kind is TopicKind.DESIRED_STATE
@@ -111,6 +114,31 @@ def test_revoked_agent_desired_state_is_cleared_once(fleet: tuple) -> None:
     sup.tick(T0 + 2 * S)
     assert sent.messages[-1] == ("edge-a", None)
     assert [m for a, m in sent.messages if m is None] == [None]
+
+
+def test_no_failover_while_deaf_or_before_agents_had_a_grace_to_return(fleet: tuple) -> None:
+    reg, sup, sent = fleet
+    enroll(reg, "edge-a")
+    enroll(reg, "edge-b")
+    alive(reg, "edge-a", T0)
+    alive(reg, "edge-b", T0)
+    reg.add_camera(camera("cam1", "rtsp://10.0.0.5/s", placement="auto"))
+    sup.tick(T0)
+    first = reg.camera("cam1").owner  # type: ignore[union-attr]
+    other = "edge-b" if first == "edge-a" else "edge-a"
+    report(reg, first, ["cam1"], T0)
+    # The broker goes away for longer than the grace period: nothing is decided meanwhile.
+    sent.up_since_us = None
+    sup.tick(T0 + 5 * GRACE_S * S)
+    # Back: the other agent says hello at once, the first one has not yet. It gets a grace.
+    back = T0 + 6 * GRACE_S * S
+    sent.up_since_us = back
+    alive(reg, other, back + S, session=2)
+    sup.tick(back + S)
+    assert reg.camera("cam1").owner == first  # type: ignore[union-attr]
+    alive(reg, other, back + (GRACE_S + 1) * S, session=2)
+    sup.tick(back + (GRACE_S + 1) * S)
+    assert reg.camera("cam1").owner == other  # type: ignore[union-attr]
 
 
 def test_resend_publishes_every_state_again(fleet: tuple) -> None:
