@@ -1,9 +1,11 @@
-"""`camfleet agent ...`: run an agent standalone; prove its recordings match what it analysed."""
+"""`camfleet agent ...`: enroll an agent, run it (standalone or as a fleet member), prove its
+recordings match what it analysed."""
 
 from __future__ import annotations
 
 import logging
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,17 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from agent.fleet.member import HEARTBEAT_S
+from agent.fleet.options import AgentOptions, OptionsError, load_options, save_options
 from agent.recording.verify import VerifyError, verify
 from fleet.config import AgentConfig, ConfigError, load_agent_config
+from fleet.enrollment import (
+    CREDENTIALS_FILE,
+    AgentCredentials,
+    CredentialsError,
+    read_credentials,
+    write_credentials,
+)
 from fleet.messages import format_validation_error
 from fleet.profiles import ProfileError, load_profile
 from fleet.utc import iso_us, parse_time_us
@@ -48,34 +59,65 @@ def run(
     detect_fps: float | None = typer.Option(None, help="Frames per second analysed per camera."),
     segment_seconds: float = typer.Option(10.0, help="Recording segment length."),
     config: Path | None = typer.Option(None, help="Agent config file (TOML); options add to it."),
+    heartbeat_s: float = typer.Option(
+        HEARTBEAT_S, min=0.1, help="Enrolled: seconds between heartbeats."
+    ),
+    max_cameras: int | None = typer.Option(
+        None, min=0, help="Enrolled: cameras this agent takes (default: as enrolled)."
+    ),
+    test_hooks: bool = typer.Option(
+        False, "--test-hooks", help="Enrolled: enable POST /test/events (synthetic events)."
+    ),
 ) -> None:
-    """Run the agent: one connection per camera stream, recording, audit, local HTTP."""
+    """Run the agent: one connection per camera stream, recording, audit, local HTTP.
+
+    With cameras (--camera, --config) it runs standalone. A data directory enrolled with
+    `camfleet agent enroll` and no cameras given runs as a fleet member: the cameras come
+    from the controller (the last known ones while the broker is out of reach).
+    """
     from agent.api.app import create_app
+    from agent.fleet.member import FleetMember
     from agent.runtime import AgentRuntime
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
-        load_profile(profile)
-        base: dict[str, Any] = load_agent_config(config).model_dump() if config else {}
-        base["data_dir"] = data
-        base["cameras"] = [*base.get("cameras", []), *_cameras(camera, profile, detect_fps)]
-        base["http"] = {**base.get("http", {}), "port": http_port, "host": http_host}
-        base["defaults"] = {**base.get("defaults", {}), "segment_seconds": segment_seconds}
-        cfg = AgentConfig.model_validate(base)
-    except (ConfigError, ProfileError) as exc:
-        raise _fail(str(exc)) from None
-    except ValidationError as exc:
-        raise _fail("; ".join(format_validation_error(exc))) from None
-    if not cfg.cameras:
-        raise _fail("no cameras: give --camera NAME=rtsp://... or a --config with [[cameras]]")
+    cfg = _agent_config(data, http_host, http_port, camera, profile, detect_fps,
+                        segment_seconds, config)  # fmt: skip
+    enrolled = (data / CREDENTIALS_FILE).exists()
+    if enrolled and cfg.cameras:
+        raise _fail(
+            f"{data} is enrolled: its cameras come from the controller; give no cameras "
+            "(--camera, [[cameras]]) or use another --data"
+        )
+    if not enrolled and not cfg.cameras:
+        raise _fail(
+            "no cameras: give --camera NAME=rtsp://... or a --config with [[cameras]], "
+            "or enroll the data directory (camfleet agent enroll)"
+        )
+    if not enrolled and test_hooks:
+        raise _fail("--test-hooks needs an enrolled data directory (fleet mode)")
+
+    fleet: tuple[AgentCredentials, AgentOptions] | None = None
+    if enrolled:
+        try:
+            options = load_options(data)
+            fleet = read_credentials(data), options
+        except (CredentialsError, OptionsError) as exc:
+            raise _fail(str(exc)) from None
+        if max_cameras is not None:
+            fleet = fleet[0], options.model_copy(update={"max_cameras": max_cameras})
 
     runtime = AgentRuntime(cfg)
+    member = FleetMember(runtime, *fleet, heartbeat_s=heartbeat_s) if fleet else None
+    api = create_app(
+        runtime,
+        fleet_stats=member.stats if member else None,
+        test_events=member.raise_test_event if member and test_hooks else None,
+    )
     server = uvicorn.Server(
-        uvicorn.Config(create_app(runtime), host=cfg.http.host, port=cfg.http.port,
-                       log_level="warning")
-    )  # fmt: skip
+        uvicorn.Config(api, host=cfg.http.host, port=cfg.http.port, log_level="warning")
+    )
 
     def on_signal(signum: int, frame: object) -> None:
         server.should_exit = True
@@ -85,11 +127,78 @@ def run(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     runtime.start()
+    if member:
+        member.start()
     try:
         server.run()
     finally:
         typer.echo("stopping: closing segments and writing the index", err=True)
+        if member:
+            member.stop()
         runtime.stop()
+
+
+def _agent_config(
+    data: Path,
+    http_host: str,
+    http_port: int,
+    camera: list[str],
+    profile: str,
+    detect_fps: float | None,
+    segment_seconds: float,
+    config: Path | None,
+) -> AgentConfig:
+    try:
+        load_profile(profile)
+        base: dict[str, Any] = load_agent_config(config).model_dump() if config else {}
+        base["data_dir"] = data
+        base["cameras"] = [*base.get("cameras", []), *_cameras(camera, profile, detect_fps)]
+        base["http"] = {**base.get("http", {}), "port": http_port, "host": http_host}
+        base["defaults"] = {**base.get("defaults", {}), "segment_seconds": segment_seconds}
+        return AgentConfig.model_validate(base)
+    except (ConfigError, ProfileError) as exc:
+        raise _fail(str(exc)) from None
+    except ValidationError as exc:
+        raise _fail("; ".join(format_validation_error(exc))) from None
+
+
+@app.command("enroll")
+def enroll_command(
+    controller: str = typer.Option(
+        ..., envvar="CAMFLEET_CONTROLLER", help="The controller's URL, e.g. http://host:8080."
+    ),
+    token: str = typer.Option(
+        ...,
+        envvar="CAMFLEET_ENROLL_TOKEN",
+        show_default=False,
+        help="One-time enrollment token (CAMFLEET_ENROLL_TOKEN keeps it out of shell history).",
+    ),
+    data: Path = typer.Option(..., help="The agent's data directory: credentials go here."),
+    subnet: list[str] = typer.Option([], help="A camera subnet this agent reaches (repeatable)."),
+    max_cameras: int = typer.Option(16, min=0, max=4096, help="Cameras this agent takes."),
+) -> None:
+    """Trade a one-time token for this agent's identity and broker credentials (0600)."""
+    from agent.fleet.enroll import EnrollError, EnrollRefused, enroll
+    from agent.fleet.version import software_version
+
+    if (data / CREDENTIALS_FILE).exists():
+        raise _fail(f"{data} is enrolled already; remove {data / CREDENTIALS_FILE} to enroll again")
+    try:
+        creds = enroll(controller, token, hostname=socket.gethostname(),
+                       software_version=software_version(), subnets=subnet,
+                       max_cameras=max_cameras)  # fmt: skip
+    except EnrollRefused as exc:
+        typer.echo(f"enrollment refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except EnrollError as exc:
+        raise _fail(str(exc)) from None
+    options = AgentOptions(subnets=subnet, max_cameras=max_cameras)
+    save_options(data, options)
+    path = write_credentials(data, creds)
+    typer.echo(
+        f"enrolled as agent {creds.agent_id}; broker {creds.broker.host}:{creds.broker.port}; "
+        f"credentials in {path} (mode 0600)"
+    )
 
 
 @app.command("verify")

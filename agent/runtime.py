@@ -1,29 +1,45 @@
 """Assembles the agent: per camera stream, ingest → stamp → fan-out → recorder, audit, live.
 
 Nothing downstream calls back into ingest; each stage runs in its own thread and talks through
-the stream's hub, so a slow consumer never holds up the camera connection.
+the stream's hub, so a slow consumer never holds up the camera connection. The cameras can
+change while the agent runs (`apply_cameras`, the controller's desired state): a camera is added
+or removed as a whole, and switching its inspection touches neither its connection nor its
+recording.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agent.audit.auditor import FrameAuditor
 from agent.fanout.hub import StreamHub
-from agent.ingest.connection import StreamConnection, SystemClock
+from agent.ingest.connection import IngestError, StreamConnection, SystemClock
 from agent.live.latest import LatestFrame
 from agent.recording.index import Gap, Index
 from agent.recording.service import RecordingService, RetentionPolicy
 from agent.stamping.clock import ClockSyncProbe, clock_synchronised
 from agent.stamping.stamper import Stamper
 from fleet.config import AgentConfig, CameraConfig
-from fleet.profiles import StreamKind, load_profile
+from fleet.profiles import ProfileError, StreamKind, load_profile
 
 log = logging.getLogger("camfleet.agent")
+
+GapListener = Callable[[Gap], None]
+
+
+def _ignore_gap(gap: Gap) -> None:
+    """Default gap listener: the recording's gap ledger is the only record."""
+
+
+def _nothing() -> None:
+    pass
 
 
 @dataclass
@@ -34,7 +50,18 @@ class StreamPipeline:
     stamper: Stamper
     connection: StreamConnection
     live: LatestFrame | None
-    auditor: FrameAuditor | None
+    # (frames analysed by auditors already stopped, the current auditor): swapped as one
+    # tuple so a reader never sees a count twice or not at all.
+    audit: tuple[int, FrameAuditor | None] = field(default=(0, None))
+
+    @property
+    def auditor(self) -> FrameAuditor | None:
+        return self.audit[1]
+
+    @property
+    def analysed(self) -> int:
+        before, auditor = self.audit
+        return before + (auditor.stats().analysed if auditor else 0)
 
     def start(self) -> None:
         if self.live:
@@ -51,6 +78,20 @@ class StreamPipeline:
             self.auditor.stop()
         if self.live:
             self.live.stop()
+
+    def switch_auditor(self, make: Callable[[], FrameAuditor | None], running: bool) -> None:
+        """Replace the detection consumer (None: no inspection); ingest and recording go on."""
+        before, old = self.audit
+        if old is not None:
+            if running:
+                old.stop()
+            else:
+                old.consumer.close()  # frees the consumer's name for the new one
+            before += old.stats().analysed
+        new = make()  # subscribes only now: one consumer per name
+        if new is not None and running:
+            new.start()
+        self.audit = (before, new)
 
     def stats(self) -> dict[str, Any]:
         conn = self.connection.stats()
@@ -69,15 +110,23 @@ class StreamPipeline:
             "stamper": asdict(self.stamper.stats),
             "consumers": {c.name: asdict(c) for c in hub.consumers},
             "decoder": asdict(hub.decoder) if hub.decoder else None,
-            "analysed": self.auditor.stats().analysed if self.auditor else 0,
+            "inspection": self.auditor is not None,
+            "analysed": self.analysed,
         }
 
 
+_Phase = Literal["new", "running", "stopped"]
+
+
 class AgentRuntime:
-    def __init__(self, config: AgentConfig, snapshots: bool = True) -> None:
-        """`snapshots=False` leaves out the live consumer (and its keyframe decoding)."""
+    def __init__(
+        self, config: AgentConfig, snapshots: bool = True, on_gap: GapListener = _ignore_gap
+    ) -> None:
+        """`snapshots=False` leaves out the live consumer (and its keyframe decoding);
+        `on_gap` hears of every interval ingest lost (e.g. to raise a health event)."""
         self.config = config
         self.snapshots = snapshots
+        self.on_gap = on_gap
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Create the index (schema, WAL) once here: threads opening a new database together
@@ -93,32 +142,163 @@ class AgentRuntime:
         )
         probe = ClockSyncProbe(clock_synchronised)
         self.clock = SystemClock(lambda: probe.now_synced() is True)
-        self.pipelines: dict[tuple[str, str], StreamPipeline] = {}
+        # _lock guards the two maps (HTTP and stats threads read them); _changing serialises
+        # changes, whose slow parts (stopping threads, closing segments) run outside _lock.
+        self._lock = threading.Lock()
+        self._changing = threading.Lock()
+        self._cameras: dict[str, CameraConfig] = {}
+        self._pipelines: dict[tuple[str, str], StreamPipeline] = {}
+        self._phase: _Phase = "new"
         for cam in config.cameras:
-            self.pipelines[(cam.name, "main")] = self._pipeline(cam, "main", cam.url)
-            if cam.sub_url:
-                self.pipelines[(cam.name, "sub")] = self._pipeline(cam, "sub", cam.sub_url)
+            self._add(cam)
 
     @property
     def cameras(self) -> list[str]:
-        return [c.name for c in self.config.cameras]
+        with self._lock:
+            return list(self._cameras)
 
-    def _pipeline(self, cam: CameraConfig, kind: StreamKind, url: str) -> StreamPipeline:
+    def camera_configs(self) -> list[CameraConfig]:
+        with self._lock:
+            return list(self._cameras.values())
+
+    @property
+    def pipelines(self) -> dict[tuple[str, str], StreamPipeline]:
+        """A snapshot: the pipelines running now."""
+        with self._lock:
+            return dict(self._pipelines)
+
+    def pipeline(self, camera: str, stream: str = "main") -> StreamPipeline | None:
+        with self._lock:
+            return self._pipelines.get((camera, stream))
+
+    def start(self) -> None:
+        with self._changing:
+            self.recording.start()
+            for p in self.pipelines.values():
+                p.start()
+            self._phase = "running"
+        log.info("agent started: %d streams", len(self.pipelines))
+
+    def stop(self) -> None:
+        with self._changing:
+            end_recording = self.recording.stop if self._phase == "running" else _nothing
+            self._shut_down(list(self.pipelines.values()), end_recording)
+            self._phase = "stopped"
+
+    def apply_cameras(self, cameras: Sequence[CameraConfig]) -> dict[str, str]:
+        """Run exactly these cameras: start new ones, stop and remove those not listed, restart
+        one whose stream URLs or profile changed, and switch inspection where only that changed.
+
+        Returns, by camera name, why a camera could not be started (it is retried by the next
+        call); the others run.
+        """
+        errors = _shared_streams(cameras)
+        wanted = {c.name: c for c in cameras if c.name not in errors}
+        with self._changing:
+            if self._phase == "stopped":
+                raise RuntimeError("the agent runtime has stopped")
+            with self._lock:
+                current = dict(self._cameras)
+            for name, old in current.items():
+                new = wanted.get(name)
+                if new is None or _connection(new) != _connection(old):
+                    self._remove(name)
+                elif self._inspection(new) != self._inspection(old):
+                    self._switch_inspection(new)
+            for name, new in wanted.items():
+                was = current.get(name)
+                if was is None or _connection(new) != _connection(was):
+                    try:
+                        self._add(new)
+                    except (ProfileError, IngestError) as exc:
+                        log.warning("camera %s not started: %s", name, exc)
+                        errors[name] = str(exc)
+        return errors
+
+    def _inspection(self, cam: CameraConfig) -> tuple[bool, float]:
+        return cam.inspect, self.config.detect_fps_for(cam)
+
+    def _add(self, cam: CameraConfig) -> None:
+        """Build the camera's pipelines (and start them if the runtime runs)."""
         profile = load_profile(cam.profile)
-        hub = StreamHub(f"{cam.name}/{kind}")
-        stamper = Stamper()
-        self.recording.record(hub)
-        live = None
-        if self.snapshots:
-            live = LatestFrame(hub.subscribe("live", "drop_oldest", 2, wants_frames=True,
-                                             keyframes_only=True))  # fmt: skip
-        auditor = None
-        if kind == "main" and cam.inspect:  # detection looks at the main stream
-            detect_fps = cam.detect_fps or self.config.defaults.detect_fps
-            frames = hub.subscribe(
-                "detect", "drop_oldest", 8, wants_frames=True, max_fps=detect_fps
-            )
-            auditor = FrameAuditor(frames, self.data_dir)
+        streams: list[tuple[StreamKind, str]] = [("main", cam.url)]
+        if cam.sub_url:
+            streams.append(("sub", cam.sub_url))
+        # Every connection is made before anything subscribes: a refused one leaves nothing.
+        parts = []
+        for kind, url in streams:
+            hub, stamper = StreamHub(f"{cam.name}/{kind}"), Stamper()
+            gap_start, gap_end = self._gap_callbacks(cam.name, kind)
+            connection = StreamConnection(
+                cam.name, kind, url, profile, stamper, hub.publish, clock=self.clock,
+                on_gap_start=gap_start, on_gap_end=gap_end,
+            )  # fmt: skip
+            parts.append(StreamPipeline(cam.name, kind, hub, stamper, connection, None))
+        for p in parts:
+            self.recording.record(p.hub)
+            if self.snapshots:
+                p.live = LatestFrame(p.hub.subscribe("live", "drop_oldest", 2, wants_frames=True,
+                                                     keyframes_only=True))  # fmt: skip
+            if p.stream == "main":  # detection looks at the main stream
+                p.switch_auditor(partial(self._auditor, p.hub, cam), running=False)
+            if self._phase == "running":
+                p.start()
+        with self._lock:
+            self._cameras[cam.name] = cam
+            self._pipelines.update({(p.camera, p.stream): p for p in parts})
+
+    def _remove(self, name: str) -> None:
+        """Stop the camera's consumers, end its recording (last segment closed and indexed),
+        stop its connections, close its hubs."""
+        with self._lock:
+            del self._cameras[name]
+            gone = [self._pipelines.pop(key) for key in list(self._pipelines) if key[0] == name]
+
+        def end_recording() -> None:
+            for p in gone:
+                self.recording.release(p.hub, p.camera, p.stream)
+
+        self._shut_down(gone, end_recording)
+        log.info("camera %s removed", name)
+
+    def _shut_down(
+        self, pipelines: list[StreamPipeline], end_recording: Callable[[], None]
+    ) -> None:
+        """Consumers first, so every analysed frame is also recorded; then the recording, while
+        ingest still holds its connection (a segment the recorder starts copies its codec
+        parameters from the demuxer's stream, which closing the connection frees); then
+        ingest; hubs last."""
+        running = self._phase == "running"
+        if running:
+            for p in pipelines:
+                p.stop_consumers()
+        end_recording()
+        if running:
+            for p in pipelines:
+                p.stop_ingest()
+        for p in pipelines:
+            p.hub.close()
+
+    def _switch_inspection(self, cam: CameraConfig) -> None:
+        with self._lock:
+            self._cameras[cam.name] = cam
+            main = self._pipelines.get((cam.name, "main"))
+        if main is not None:
+            running = self._phase == "running"
+            main.switch_auditor(partial(self._auditor, main.hub, cam), running)
+        log.info("camera %s: inspection %s", cam.name, "on" if cam.inspect else "off")
+
+    def _auditor(self, hub: StreamHub, cam: CameraConfig) -> FrameAuditor | None:
+        if not cam.inspect:
+            return None
+        frames = hub.subscribe(
+            "detect", "drop_oldest", 8, wants_frames=True, max_fps=self.config.detect_fps_for(cam)
+        )
+        return FrameAuditor(frames, self.data_dir)
+
+    def _gap_callbacks(
+        self, camera: str, kind: StreamKind
+    ) -> tuple[Callable[[str, int | None], None], Callable[[int], None]]:
         # The open gap: last stamp before it and what ingest said happened; None: nothing to note.
         open_gap: tuple[int, str] | None = None
 
@@ -130,34 +310,12 @@ class AgentRuntime:
             nonlocal open_gap
             if open_gap is not None and first_us > open_gap[0]:
                 start_us, why = open_gap
-                self.recording.note_gap(
-                    Gap(cam.name, kind, start_us, first_us, "camera_lost", detail=why)
-                )
+                gap = Gap(camera, kind, start_us, first_us, "camera_lost", detail=why)
+                self.recording.note_gap(gap)
+                self.on_gap(gap)
             open_gap = None
 
-        connection = StreamConnection(
-            cam.name, kind, url, profile, stamper, hub.publish, clock=self.clock,
-            on_gap_start=gap_start, on_gap_end=gap_end,
-        )  # fmt: skip
-        return StreamPipeline(cam.name, kind, hub, stamper, connection, live, auditor)
-
-    def start(self) -> None:
-        self.recording.start()
-        for p in self.pipelines.values():
-            p.start()
-        log.info("agent started: %d streams", len(self.pipelines))
-
-    def stop(self) -> None:
-        for p in self.pipelines.values():
-            p.stop_ingest()
-        for p in self.pipelines.values():
-            p.stop_consumers()
-        self.recording.stop()
-        for p in self.pipelines.values():
-            p.hub.close()
-
-    def pipeline(self, camera: str, stream: str = "main") -> StreamPipeline | None:
-        return self.pipelines.get((camera, stream))
+        return gap_start, gap_end
 
     def _disk_use(self) -> dict[str, int]:
         total, used, free = shutil.disk_usage(self.data_dir)
@@ -172,3 +330,22 @@ class AgentRuntime:
             "clock_synced": self.clock.synced(),
             "disk": self._disk_use(),
         }
+
+
+def _connection(cam: CameraConfig) -> tuple[str, str | None, str]:
+    """What a camera's connections depend on: a change means reconnecting."""
+    return cam.url, cam.sub_url, cam.profile
+
+
+def _shared_streams(cameras: Sequence[CameraConfig]) -> dict[str, str]:
+    """Cameras naming a stream an earlier camera has: two entries would open two connections."""
+    owner: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for cam in cameras:
+        urls = [u for u in (cam.url, cam.sub_url) if u]
+        shared = next((owner[u] for u in urls if u in owner), None)
+        if shared is not None:
+            errors[cam.name] = f"shares a stream url with camera {shared!r}"
+            continue
+        owner.update(dict.fromkeys(urls, cam.name))
+    return errors

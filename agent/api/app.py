@@ -6,24 +6,37 @@ Times go out as UTC ISO 8601 with microseconds and come in as that or epoch micr
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from agent.api.jpeg import to_jpeg
 from agent.api.metrics import render_metrics
 from agent.recording.clip import ClipError, decode_frame_at, extract_clip
 from agent.recording.index import Index
+from fleet.messages import Event
 from fleet.utc import iso_us, parse_time_us
 
 if TYPE_CHECKING:
     from agent.runtime import AgentRuntime
 
 MAX_CLIP_S = 15 * 60
+
+# (camera, pre_s, post_s) -> the event raised: the fleet side's synthetic events (--test-hooks).
+TestEventHook = Callable[[str, float, float], Event]
+
+
+class SyntheticEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    camera: str
+    pre_s: float = Field(2.0, ge=0, le=60)
+    post_s: float = Field(2.0, ge=0, le=60)
 
 
 def _time(name: str, value: str | None) -> int | None:
@@ -46,7 +59,13 @@ def _index(request: Request) -> Iterator[Index]:
 Idx = Annotated[Index, Depends(_index)]
 
 
-def create_app(runtime: AgentRuntime) -> FastAPI:
+def create_app(
+    runtime: AgentRuntime,
+    fleet_stats: Callable[[], dict[str, Any]] | None = None,
+    test_events: TestEventHook | None = None,
+) -> FastAPI:
+    """`fleet_stats` adds a "fleet" section to /stats; `test_events` adds POST /test/events
+    (the route does not exist without it)."""
     app = FastAPI(title="camfleet agent", docs_url=None, redoc_url=None)
     app.state.runtime = runtime
 
@@ -61,7 +80,10 @@ def create_app(runtime: AgentRuntime) -> FastAPI:
 
     @app.get("/stats")
     def stats() -> dict[str, Any]:
-        return runtime.stats()
+        result = runtime.stats()
+        if fleet_stats is not None:
+            result["fleet"] = fleet_stats()
+        return result
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
@@ -151,5 +173,17 @@ def create_app(runtime: AgentRuntime) -> FastAPI:
         sp, image = latest
         return Response(to_jpeg(image), media_type="image/jpeg",
                         headers={"X-Camfleet-Stamp": iso_us(sp.stamp.capture_us)})  # fmt: skip
+
+    if test_events is not None:
+        raise_event = test_events
+
+        @app.post("/test/events")
+        def test_event(body: SyntheticEvent) -> dict[str, str | None]:
+            """Raise a synthetic anomaly with a clip (only with --test-hooks)."""
+            try:
+                event = raise_event(camera(body.camera), body.pre_s, body.post_s)
+            except ValueError as exc:  # a clip window the agent refuses
+                raise HTTPException(422, str(exc)) from None
+            return {"event_id": str(event.id), "clip_id": str(event.clip_id)}
 
     return app

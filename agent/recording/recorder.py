@@ -149,15 +149,25 @@ class Recorder:
     def close(self) -> None:
         """Close open segments and write down what went unrecorded up to the last packet."""
         for st in self._streams.values():
-            try:
-                if st.seg is not None:
-                    self._close(st)
-                    st.segmenter.stopped()
-                elif st.last_stamp_us is not None:
-                    self._write_gap(st, st.last_stamp_us + (st.interval_us or 0))
-                st.stats.state = "idle"
-            except Exception as exc:
-                self._fail(st, exc, None)
+            self._finish(st)
+
+    def close_stream(self, camera: str, stream: str) -> None:
+        """`close` for one stream, which is then forgotten: its next packet starts it afresh
+        (the time between goes down as a gap), and its stats are gone."""
+        st = self._streams.pop((camera, stream), None)
+        if st is not None:
+            self._finish(st)
+
+    def _finish(self, st: _Stream) -> None:
+        try:
+            if st.seg is not None:
+                self._close(st)
+                st.segmenter.stopped()
+            elif st.last_stamp_us is not None:
+                self._write_gap(st, st.last_stamp_us + (st.interval_us or 0))
+            st.stats.state = "idle"
+        except Exception as exc:
+            self._fail(st, exc, None)
 
     def stats(self) -> RecorderStats:
         # Copies: the recorder's thread keeps counting while another thread reads these.

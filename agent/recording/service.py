@@ -39,13 +39,24 @@ class RetentionPolicy:
     budget_bytes: int | None
 
 
+@dataclass(frozen=True)
+class _Release:
+    hub: StreamHub
+    camera: str
+    stream: str
+    done: threading.Event
+
+
 class RecordingService:
     def __init__(self, data_dir: Path, segment_seconds: float, retention: RetentionPolicy) -> None:
         self.data_dir = data_dir
         self.segment_seconds = segment_seconds
         self.retention = retention
-        self._consumers: list[Consumer[StampedPacket]] = []
+        # Replaced under the lock, never mutated: the recorder's thread reads it without one.
+        self._lock = threading.Lock()
+        self._consumers: dict[StreamHub, Consumer[StampedPacket]] = {}
         self._gaps: queue.SimpleQueue[Gap] = queue.SimpleQueue()
+        self._releases: queue.SimpleQueue[_Release] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._wakeup = threading.Event()  # set by every queued packet and gap, and by stop()
         self._stats: RecorderStats | None = None
@@ -55,7 +66,20 @@ class RecordingService:
     def record(self, hub: StreamHub) -> None:
         """Record everything the stream's hub publishes (never dropping a packet)."""
         consumer = hub.subscribe("recorder", "never_drop", RECORDER_QUEUE, wakeup=self._wakeup)
-        self._consumers = [*self._consumers, consumer]
+        with self._lock:
+            self._consumers = {**self._consumers, hub: consumer}
+
+    def release(self, hub: StreamHub, camera: str, stream: str, timeout_s: float = 30.0) -> None:
+        """Stop recording a stream whose ingest has stopped: what it queued is written, then its
+        segment is closed and indexed. Waits for the recorder's thread (at most `timeout_s`)."""
+        release = _Release(hub, camera, stream, threading.Event())
+        if not self._thread.is_alive():  # not started, or stopped: nothing is open
+            self._forget(hub)
+            return
+        self._releases.put(release)
+        self._wakeup.set()
+        if not release.done.wait(timeout_s):
+            log.error("recorder: %s/%s not released within %.0f s", camera, stream, timeout_s)
 
     def note_gap(self, gap: Gap) -> None:
         """Called from any thread (ingest): the recorder's thread writes it down."""
@@ -90,6 +114,8 @@ class RecordingService:
                 while not self._gaps.empty():
                     g = self._gaps.get()
                     recorder.gap(g.camera, g.stream, g.start_us, g.end_us, g.reason, g.detail)
+                while not self._releases.empty():
+                    self._release(recorder, self._releases.get())
                 if stopping and not moved:
                     break
                 now = time.monotonic()
@@ -108,9 +134,26 @@ class RecordingService:
             self._stats = recorder.stats()
             self._recorded_bytes = index.recorded_bytes()
 
+    def _release(self, recorder: Recorder, release: _Release) -> None:
+        consumer = self._forget(release.hub)
+        if consumer is not None:
+            for sp in consumer:  # closed above: ends once drained
+                recorder.push(sp)
+        recorder.close_stream(release.camera, release.stream)
+        release.done.set()
+
+    def _forget(self, hub: StreamHub) -> Consumer[StampedPacket] | None:
+        with self._lock:
+            consumers = dict(self._consumers)
+            consumer = consumers.pop(hub, None)
+            self._consumers = consumers
+        if consumer is not None:
+            consumer.close()
+        return consumer
+
     def _drain(self, recorder: Recorder) -> int:
         moved = 0
-        for consumer in self._consumers:
+        for consumer in self._consumers.values():
             for _ in range(BATCH):
                 sp = consumer.get(timeout=0)
                 if sp is None:

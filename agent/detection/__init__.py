@@ -1,0 +1,1 @@
+"""Detection: regions of interest that follow the camera (registration, drift, ROI geometry)."""

@@ -1,0 +1,235 @@
+"""The agent as a fleet member: runs the cameras its desired state names, reports what runs,
+sends heartbeats, answers commands, and raises events with their clips.
+
+Threads: paho's network thread only hands things over (LinkListener); the control thread
+applies desired states, sends heartbeats and reported states; commands, clips and the outbox
+sender have a thread each. Slow work (stopping a camera, waiting for a clip's recording)
+never runs on the network thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict
+from typing import Any, Final
+
+from agent.fleet.clips import ClipJob, ClipWorker
+from agent.fleet.commands import CommandRunner, DiscoverHook, no_discovery
+from agent.fleet.desired_cache import load_desired, save_desired
+from agent.fleet.heartbeat import HeartbeatBuilder
+from agent.fleet.link import AgentLink
+from agent.fleet.options import AgentOptions
+from agent.fleet.outbox import Outbox, OutboxMessage
+from agent.fleet.reconcile import cameras_from_desired, reported_state, same_report
+from agent.fleet.sender import OutboxSender
+from agent.fleet.session import SessionCounter
+from agent.fleet.version import software_version
+from agent.runtime import AgentRuntime
+from fleet.config import CameraConfig
+from fleet.enrollment import AgentCredentials
+from fleet.messages import (
+    IDENTITY,
+    BaseMessage,
+    Command,
+    CommandAck,
+    DesiredState,
+    Event,
+    ReportedState,
+)
+from fleet.topics import TopicKind
+from fleet.utc import now_us
+
+log = logging.getLogger("camfleet.agent.fleet")
+
+HEARTBEAT_S: Final = 5.0
+
+# (runtime stats, now µs) -> camera-health events to raise; the health monitor plugs in here.
+HealthHook = Callable[[Mapping[str, Any], int], Iterable[Event]]
+
+
+def no_health_events(stats: Mapping[str, Any], now: int) -> list[Event]:
+    """Until the health monitor is wired in, nothing is raised from stats."""
+    return []
+
+
+class FleetMember:
+    def __init__(
+        self,
+        runtime: AgentRuntime,
+        creds: AgentCredentials,
+        options: AgentOptions,
+        *,
+        heartbeat_s: float = HEARTBEAT_S,
+        discover: DiscoverHook = no_discovery,
+        health_events: HealthHook = no_health_events,
+    ) -> None:
+        self.runtime = runtime
+        self.agent_id = creds.agent_id
+        self.heartbeat_s = heartbeat_s
+        self.health_events = health_events
+        data_dir = runtime.data_dir
+        self.outbox = Outbox.open(data_dir)
+        self.link = AgentLink(
+            creds, SessionCounter.open(data_dir), self, software_version(), options.subnets
+        )
+        self.sender = OutboxSender(self.outbox, self.link)
+        self.clips = ClipWorker(data_dir, self.agent_id, self.outbox, self.sender.wake,
+                                self._clip_acked)  # fmt: skip
+        self.commands = CommandRunner(self.agent_id, self.outbox, self.clips, self.sender.wake,
+                                      discover, options.subnets)  # fmt: skip
+        self.heartbeats = HeartbeatBuilder(heartbeat_s, options.max_cameras)
+        self._lock = threading.Lock()
+        self._incoming: DesiredState | None = load_desired(data_dir)  # the latest not applied
+        # Only the control thread writes these.
+        self._applied_version: int | None = None
+        self._wanted: list[CameraConfig] = []
+        self._errors: dict[str, str] = {}
+        self._reported: ReportedState | None = None  # last published
+        self._report_due = threading.Event()  # (re)connected: publish even if unchanged
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fleet-control", daemon=True)
+
+    def start(self) -> None:
+        self.clips.start()
+        self.commands.start()
+        self.sender.start()
+        self.link.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop talking to the controller (offline status sent); the runtime is the caller's."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(60)
+        self.commands.stop()
+        self.clips.stop()
+        self.sender.stop()
+        self.link.stop()
+        self.outbox.close()
+
+    def raise_event(self, event: Event, clip_window: tuple[int, int] | None = None) -> Event:
+        """Queue an event for the controller; with `clip_window` (from_us, to_us) its clip
+        follows (the event then names it). Returns the event as sent.
+
+        ClipRequestError if the clip window is refused (too long, too far ahead).
+        """
+        if clip_window is not None:
+            job = ClipJob(uuid.uuid4(), event.camera, *clip_window, event_id=event.id)
+            # The clip is promised first: a crash in between leaves a clip, never an event
+            # whose clip is lost.
+            self.clips.schedule(job)
+            event = event.model_copy(update={"clip_id": job.clip_id})
+        self.outbox.put(OutboxMessage.of(self.agent_id, TopicKind.EVENTS, event))
+        self.sender.wake()
+        return event
+
+    def raise_test_event(self, camera: str, pre_s: float, post_s: float) -> Event:
+        """A synthetic anomaly now, with a clip from pre_s before to post_s after."""
+        peak = now_us()
+        event = Event(
+            id=uuid.uuid4(), camera=camera, roi_id="test", kind="anomaly", start_us=peak,
+            end_us=peak, peak_us=peak, peak_score=1.0, detail="synthetic event (test hook)",
+            adjustment=IDENTITY,
+        )  # fmt: skip
+        return self.raise_event(event, (peak - round(pre_s * 1e6), peak + round(post_s * 1e6)))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "agent_id": self.agent_id,
+            "connected": self.link.connected,
+            "session": self.link.session,
+            "desired_version": self._applied_version,
+            "outbox": asdict(self.outbox.stats()),
+            "clip_jobs": len(self.clips.jobs.pending()),
+            "sender": asdict(self.sender.stats()),
+            "refused": self.link.refusals(),
+        }
+
+    # -- LinkListener (paho's network thread: hand over, never block) -------------------------
+
+    def connected(self, session: int) -> None:
+        self._report_due.set()
+        self.sender.wake()
+        self._wake.set()
+
+    def disconnected(self, reason: str) -> None:
+        pass  # paho reconnects; the outbox keeps what waits
+
+    def published(self, mid: int) -> None:
+        self.sender.acked(mid)
+
+    def received(self, kind: TopicKind, message: BaseMessage) -> None:
+        if isinstance(message, DesiredState):
+            with self._lock:
+                pending = self._incoming
+                if pending is None or message.version >= pending.version:
+                    self._incoming = message
+            self._wake.set()
+        elif isinstance(message, Command):
+            self.commands.submit(message)
+        else:
+            log.info("ignoring a %s message: not supported yet", kind.value)
+
+    # -- the control thread -------------------------------------------------------------------
+
+    def _clip_acked(self, ack: CommandAck) -> None:
+        self.commands.remember(ack)
+
+    def _run(self) -> None:
+        next_beat = time.monotonic()
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self._reconcile()
+                stats = self.runtime.stats()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.heartbeat_s
+                    self._beat(stats)
+                self._report(stats)
+            except Exception:
+                log.exception("fleet control step failed; retrying")
+            self._wake.wait(max(0.0, next_beat - time.monotonic()))
+
+    def _reconcile(self) -> None:
+        with self._lock:
+            desired, self._incoming = self._incoming, None
+        if desired is None:
+            return
+        if self._applied_version is not None and desired.version < self._applied_version:
+            log.warning("ignoring desired state %d: %d is applied already", desired.version,
+                        self._applied_version)  # fmt: skip
+            return
+        cameras = cameras_from_desired(desired)
+        self._errors = self.runtime.apply_cameras(cameras)
+        self._applied_version, self._wanted = desired.version, cameras
+        log.info("desired state %d applied: %d cameras, %d not started", desired.version,
+                 len(cameras), len(self._errors))  # fmt: skip
+        try:
+            save_desired(self.runtime.data_dir, desired)
+        except OSError as exc:
+            log.error("cannot cache the desired state: %s", exc)
+
+    def _beat(self, stats: Mapping[str, Any]) -> None:
+        now = now_us()
+        heartbeat = self.heartbeats.build(stats, now)
+        if self.link.connected:
+            self.link.send(TopicKind.HEARTBEAT, heartbeat)
+        for event in self.health_events(stats, now):
+            self.raise_event(event)
+
+    def _report(self, stats: Mapping[str, Any]) -> None:
+        if not self.link.connected:
+            return
+        report = reported_state(
+            self._applied_version, self._wanted, stats["streams"], self._errors, now_us()
+        )
+        if self._report_due.is_set() or not same_report(self._reported, report):
+            self._report_due.clear()
+            self.link.send(TopicKind.REPORTED_STATE, report)
+            self._reported = report
