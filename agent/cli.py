@@ -51,13 +51,17 @@ def _cameras(specs: list[str], profile: str, detect_fps: float | None) -> list[d
 
 @app.command("run")
 def run(
-    data: Path = typer.Option(..., help="Data directory: recordings and the media index."),
-    http_port: int = typer.Option(8090, help="Local HTTP API port."),
-    http_host: str = typer.Option("127.0.0.1", help="Local HTTP API address."),
+    data: Path | None = typer.Option(
+        None, help="Data directory: recordings and the media index [default: the config's]."
+    ),
+    http_port: int | None = typer.Option(None, help="Local HTTP API port [default: 8090]."),
+    http_host: str | None = typer.Option(None, help="Local HTTP API address [default: 127.0.0.1]."),
     camera: list[str] = typer.Option([], help="NAME=rtsp://... (repeatable)."),
     profile: str = typer.Option("generic-onvif", help="Firmware profile of --camera cameras."),
     detect_fps: float | None = typer.Option(None, help="Frames per second analysed per camera."),
-    segment_seconds: float = typer.Option(10.0, help="Recording segment length."),
+    segment_seconds: float | None = typer.Option(
+        None, help="Recording segment length in seconds [default: 10]."
+    ),
     config: Path | None = typer.Option(None, help="Agent config file (TOML); options add to it."),
     heartbeat_s: float = typer.Option(
         HEARTBEAT_S, min=0.1, help="Enrolled: seconds between heartbeats."
@@ -84,6 +88,7 @@ def run(
     )
     cfg = _agent_config(data, http_host, http_port, camera, profile, detect_fps,
                         segment_seconds, config)  # fmt: skip
+    data = cfg.data_dir
     enrolled = (data / CREDENTIALS_FILE).exists()
     if enrolled and cfg.cameras:
         raise _fail(
@@ -138,28 +143,37 @@ def run(
         runtime.stop()
 
 
+def _given(**options: object) -> dict[str, object]:
+    """The options the command line set; the others are left to the config file or the default."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
 def _agent_config(
-    data: Path,
-    http_host: str,
-    http_port: int,
+    data: Path | None,
+    http_host: str | None,
+    http_port: int | None,
     camera: list[str],
     profile: str,
     detect_fps: float | None,
-    segment_seconds: float,
+    segment_seconds: float | None,
     config: Path | None,
 ) -> AgentConfig:
     try:
         load_profile(profile)
         base: dict[str, Any] = load_agent_config(config).model_dump() if config else {}
-        base["data_dir"] = data
+        if data is not None:
+            base["data_dir"] = data
+        elif "data_dir" not in base:
+            raise _fail("give --data DIR or a --config with data_dir")
         base["cameras"] = [*base.get("cameras", []), *_cameras(camera, profile, detect_fps)]
-        base["http"] = {**base.get("http", {}), "port": http_port, "host": http_host}
-        base["defaults"] = {**base.get("defaults", {}), "segment_seconds": segment_seconds}
+        base["http"] = {**base.get("http", {}), **_given(port=http_port, host=http_host)}
+        base["defaults"] = {**base.get("defaults", {}), **_given(segment_seconds=segment_seconds)}
         return AgentConfig.model_validate(base)
     except (ConfigError, ProfileError) as exc:
         raise _fail(str(exc)) from None
     except ValidationError as exc:
-        raise _fail("; ".join(format_validation_error(exc))) from None
+        source = f"{config} with the command line" if config else "command line"
+        raise _fail(f"{source}: " + "; ".join(format_validation_error(exc))) from None
 
 
 @app.command("enroll")
