@@ -80,7 +80,11 @@ def run(
     from the controller (the last known ones while the broker is out of reach).
     """
     from agent.api.app import create_app
+    from agent.discovery.scan import scan
     from agent.fleet.member import FleetMember
+    from agent.health.events import gap_event
+    from agent.health.from_stats import StatsHealthWatch
+    from agent.recording.index import Gap
     from agent.runtime import AgentRuntime
 
     logging.basicConfig(
@@ -113,8 +117,23 @@ def run(
         if max_cameras is not None:
             fleet = fleet[0], options.model_copy(update={"max_cameras": max_cameras})
 
-    runtime = AgentRuntime(cfg)
-    member = FleetMember(runtime, *fleet, heartbeat_s=heartbeat_s) if fleet else None
+    member: FleetMember | None = None
+
+    def on_gap(gap: Gap) -> None:
+        if member is not None:
+            member.raise_event(gap_event(gap))
+
+    runtime = AgentRuntime(cfg, on_gap=on_gap)
+    if fleet:
+
+        def profile_of(camera: str) -> str | None:
+            return next((c.profile for c in runtime.camera_configs() if c.name == camera), None)
+
+        member = FleetMember(
+            runtime, *fleet, heartbeat_s=heartbeat_s,
+            discover=lambda subnets, timeout_s: scan(subnets, timeout_s=timeout_s),
+            health_events=StatsHealthWatch(profile_of),
+        )  # fmt: skip
     api = create_app(
         runtime,
         fleet_stats=member.stats if member else None,
