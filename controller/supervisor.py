@@ -122,7 +122,8 @@ class FleetSupervisor:
                 continue
             state = self.registry.desired_state(agent.agent_id)
             if self._published.get(agent.agent_id) != state.version:
-                self.link.publish(agent.agent_id, TopicKind.DESIRED_STATE, state)
+                leased = state.model_copy(update={"lease_s": self.grace_s})
+                self.link.publish(agent.agent_id, TopicKind.DESIRED_STATE, leased)
                 self._published[agent.agent_id] = state.version
 
     def _clear(self, agent_id: str) -> None:

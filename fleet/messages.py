@@ -334,6 +334,9 @@ class DesiredState(BaseMessage):
     version: Count
     cameras: Annotated[list[CameraSpec], Field(max_length=1024)]
     model_version: ModelVersion | None = None
+    # How long after its last contact with the broker an agent may still run this state from
+    # its cache (the controller's failover grace): past it, the cameras may have moved.
+    lease_s: Annotated[float, Field(gt=0, le=86400)] | None = None
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> Self:

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from agent.fleet.clips import ClipJob, ClipWorker
 from agent.fleet.commands import CommandRunner, DiscoverHook, no_discovery
-from agent.fleet.desired_cache import load_desired, save_desired
+from agent.fleet.desired_cache import cache_age_s, load_desired, save_desired, touch_contact
 from agent.fleet.heartbeat import HeartbeatBuilder
 from agent.fleet.link import AgentLink
 from agent.fleet.options import AgentOptions
@@ -46,6 +46,9 @@ from fleet.utc import now_us
 log = logging.getLogger("camfleet.agent.fleet")
 
 HEARTBEAT_S: Final = 5.0
+# How long a starting agent waits for the broker (and its retained desired state) before it
+# considers running its cached cameras.
+CACHE_WAIT_S: Final = 5.0
 
 # (runtime stats, now µs) -> camera-health events to raise; the health monitor plugs in here.
 HealthHook = Callable[[Mapping[str, Any], int], Iterable[Event]]
@@ -83,7 +86,11 @@ class FleetMember:
                                       discover, options.subnets)  # fmt: skip
         self.heartbeats = HeartbeatBuilder(heartbeat_s, options.max_cameras)
         self._lock = threading.Lock()
-        self._incoming: DesiredState | None = load_desired(data_dir)  # the latest not applied
+        self._incoming: DesiredState | None = None  # the latest not applied
+        # The cached state runs only if the broker stays out of reach at start, and only within
+        # its lease: after a restart the controller's retained state is what counts.
+        self._cached = load_desired(data_dir)
+        self._started = time.monotonic()
         # Only the control thread writes these.
         self._applied_version: int | None = None
         self._wanted: list[CameraConfig] = []
@@ -167,6 +174,7 @@ class FleetMember:
     def received(self, kind: TopicKind, message: BaseMessage) -> None:
         if isinstance(message, DesiredState):
             with self._lock:
+                self._cached = None
                 pending = self._incoming
                 if pending is None or message.version >= pending.version:
                     self._incoming = message
@@ -196,7 +204,29 @@ class FleetMember:
                 log.exception("fleet control step failed; retrying")
             self._wake.wait(max(0.0, next_beat - time.monotonic()))
 
+    def _fall_back_to_cache(self) -> None:
+        """At start, with the broker out of reach for a while: run the cached state if its lease
+        (counted from the last contact with the broker) has not run out."""
+        with self._lock:
+            cached = self._cached
+            if cached is None or time.monotonic() - self._started < CACHE_WAIT_S:
+                return
+            self._cached = None
+        age_s = cache_age_s(self.runtime.data_dir)
+        if cached.lease_s is None or age_s is None or age_s > cached.lease_s:
+            log.warning("broker out of reach; not running cached desired state %d: last contact "
+                        "%s s ago, older than its lease (%s s)", cached.version,
+                        "?" if age_s is None else f"{age_s:.0f}", cached.lease_s)  # fmt: skip
+            return
+        log.warning("broker out of reach; running cached desired state %d (last contact %.0f s "
+                    "ago, lease %.0f s)", cached.version, age_s, cached.lease_s)  # fmt: skip
+        with self._lock:
+            if self._incoming is None:
+                self._incoming = cached
+
     def _reconcile(self) -> None:
+        if not self.link.connected:
+            self._fall_back_to_cache()
         with self._lock:
             desired, self._incoming = self._incoming, None
         if desired is None:
@@ -220,6 +250,7 @@ class FleetMember:
         heartbeat = self.heartbeats.build(stats, now)
         if self.link.connected:
             self.link.send(TopicKind.HEARTBEAT, heartbeat)
+            touch_contact(self.runtime.data_dir)
         for event in self.health_events(stats, now):
             self.raise_event(event)
 

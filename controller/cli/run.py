@@ -50,7 +50,9 @@ def run(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        base: dict[str, Any] = load_controller_config(config).model_dump() if config else {}
+        loaded = load_controller_config(config) if config else None
+        # Only what the file says: defaults it left out must not clash with the options.
+        base: dict[str, Any] = loaded.model_dump(exclude_unset=True) if loaded else {}
         base["data_dir"] = data
         http = base.setdefault("http", {})
         for key, value in (("port", http_port), ("host", http_host)):

@@ -151,7 +151,7 @@ class Controller:
         self.client.publish(build_topic(AGENT_ID, kind), payload, 1, retain).wait_for_publish(10)
 
     def desire(self, version: int, *cameras: CameraSpec) -> None:
-        desired = DesiredState(version=version, cameras=list(cameras))
+        desired = DesiredState(version=version, cameras=list(cameras), lease_s=60)
         self.publish(TopicKind.DESIRED_STATE, encode_message(desired), retain=True)
 
     def command(self, action: Action, command_id: uuid.UUID | None = None) -> uuid.UUID:
@@ -381,6 +381,34 @@ def test_restarted_while_broker_down_runs_its_last_known_cameras(
         assert sim_camera(sim, 1)["clients"] == 1
         assert agent.stats()["fleet"]["connected"] is False
         assert agent.stats()["fleet"]["desired_version"] == 5
+    finally:
+        agent.stop()
+
+
+def test_a_cache_older_than_its_lease_is_not_run(tmp_path: Path, sim: SimProcess) -> None:
+    """Past the lease the controller may have given the cameras to another agent."""
+    data = tmp_path / "data"
+    with open_mosquitto(tmp_path) as port:
+        enrolled(data, port)
+        ctl = Controller(port)
+        agent = FleetAgent(data, tmp_path / "agent0.log")
+        try:
+            short = DesiredState(version=5, cameras=[camera(sim)], lease_s=1)
+            ctl.publish(TopicKind.DESIRED_STATE, encode_message(short), retain=True)
+            wait_for(lambda: reported(ctl, 5, lambda r: r.cameras[0].state == "streaming"), 30,
+                     what="cam1 streaming")  # fmt: skip
+        finally:
+            ctl.close()
+            agent.stop()
+    cache = data / "desired.json"
+    past = cache.stat().st_mtime - 5
+    os.utime(cache, (past, past))
+    agent = FleetAgent(data, tmp_path / "agent1.log")  # the broker is gone now
+    try:
+        wait_for(lambda: "older than its lease" in (tmp_path / "agent1.log").read_text(), 30,
+                 what="the agent refusing its stale cache")  # fmt: skip
+        assert agent.stream("cam1") is None
+        assert sim_camera(sim, 1)["clients"] == 0
     finally:
         agent.stop()
 

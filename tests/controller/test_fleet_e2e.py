@@ -1,0 +1,200 @@
+"""The fleet end to end with real processes: controller, agents, simulator and brokers.
+
+Enrollment through real tokens, cameras assigned through the CLI, an event with its clip from
+an agent's outbox to the controller, failover after SIGKILL with never two sessions on a camera,
+and revocation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import free_port, require_tool, start_sim, wait_for
+from fleet_processes import Controller, FleetAgent, Process, agent_state, camera_row
+from mqtt_broker import mosquitto
+
+SIM_ARGS = ("--main-size", "320x180", "--loop-seconds", "4", "--profile", "hikvision")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()
+
+
+class SessionWatch:
+    """Samples the simulator's session counters all along: the most clients a stream had."""
+
+    def __init__(self, sim_http: str) -> None:
+        self.url = sim_http
+        self.most: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                cameras = httpx.get(f"{self.url}/cameras", timeout=2).json()
+            except httpx.HTTPError:
+                continue
+            for cam in cameras:
+                for kind, stream in cam["streams"].items():
+                    key = f"{cam['name']}/{kind}"
+                    self.most[key] = max(self.most.get(key, 0), stream["clients"])
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join(5)
+        return self.most
+
+
+def test_enroll_assign_event_with_clip_inspection_and_revoke(tmp_path: Path, processes) -> None:  # type: ignore[no-untyped-def]
+    sim = start_sim(str(tmp_path), *SIM_ARGS, cameras=1)
+    try:
+        ctl = Controller(tmp_path / "controller", "--mqtt-port", str(free_port()))
+        processes.append(ctl)
+        agent = FleetAgent(ctl, "edge-01", tmp_path / "edge-01")
+        processes.append(agent)
+        replay = ctl.cli("agent", "enroll", "--controller", ctl.url, "--data",
+                         str(tmp_path / "again"), "--token", agent.token)  # fmt: skip
+        assert replay.returncode == 2 and "already used" in replay.stderr, replay.stderr
+
+        added = ctl.cli("camera", "add", "cam1", "--url",
+                        f"rtsp://viewer:s3cret@127.0.0.1:{sim.port}/Streaming/Channels/101",
+                        "--profile", "hikvision")  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        with ctl.client() as client:
+            wait_for(lambda: camera_row(client, "cam1")["state"] == "streaming", timeout=45,
+                     what="cam1 streaming on edge-01")  # fmt: skip
+            assert camera_row(client, "cam1")["owner"] == "edge-01"
+            assert agent_state(client, "edge-01") == "online"
+            listed = ctl.cli("camera", "list")
+            assert "cam1" in listed.stdout and "s3cret" not in listed.stdout
+
+            # An event with its clip, from the agent's outbox to a playable clip.
+            raised = httpx.post(
+                f"{agent.http}/test/events",
+                json={"camera": "cam1", "pre_s": 1, "post_s": 1},
+                timeout=10,
+            )
+            assert raised.status_code == 200, raised.text  # fmt: skip
+            event_id = raised.json()["event_id"]
+            event = wait_for(lambda: client.events()["items"], timeout=30, what="event stored")
+            assert [e["id"] for e in event] == [event_id]
+            clip_url = f"{ctl.url}/api/v1/events/{event_id}/clip"
+            auth = {"Authorization": client._http.headers["Authorization"]}
+            clip = wait_for(
+                lambda: (r := httpx.get(clip_url, headers=auth, timeout=10)).is_success and r,
+                timeout=60, what="clip assembled",
+            )  # fmt: skip
+            path = tmp_path / "clip.mp4"
+            path.write_bytes(clip.content)
+            probe = subprocess.run(
+                [require_tool("ffprobe"), "-v", "error", "-show_streams", "-of", "json",
+                 str(path)], capture_output=True, text=True, check=True, timeout=30,
+            )  # fmt: skip
+            assert json.loads(probe.stdout)["streams"][0]["codec_name"] == "h264"
+            listed_events = ctl.cli("events", "list")
+            assert event_id in listed_events.stdout
+
+            # Inspection off: the agent stops analysing, the connection stays.
+            assert ctl.cli("inspect", "stop", "cam1").returncode == 0
+
+            def analysed() -> int:
+                stats = httpx.get(f"{agent.http}/stats", timeout=5).json()
+                return int(stats["streams"]["cam1/main"]["analysed"])
+
+            def reported_off() -> bool:
+                rs = client._call("GET", "/agents/edge-01")["reported"]
+                return rs is not None and rs["cameras"][0]["inspection"] is False
+
+            wait_for(reported_off, timeout=20, what="inspection off reported")
+            before = analysed()
+            wait_for(lambda: httpx.get(f"{sim.http}/cameras").json()[0]["frames_sent"] > 0, 5)
+            time.sleep(0)  # analysed must not move while packets do: compare over 2 s of video
+            packets = httpx.get(f"{agent.http}/stats").json()["streams"]["cam1/main"]["packets"]
+            wait_for(lambda: httpx.get(f"{agent.http}/stats").json()["streams"]["cam1/main"]
+                     ["packets"] > packets + 20, timeout=10, what="packets flowing")  # fmt: skip
+            assert analysed() == before
+            assert httpx.get(f"{sim.http}/cameras").json()[0]["sessions_total"] == 1
+
+            # Revoked: the API says so, the camera is released from the agent's assignment.
+            assert ctl.cli("agents", "revoke", "edge-01").returncode == 0
+            wait_for(lambda: agent_state(client, "edge-01") == "revoked", timeout=10)
+            wait_for(lambda: camera_row(client, "cam1")["owner"] is None, timeout=10)
+            listed_agents = ctl.cli("agents", "list")
+            assert "revoked" in listed_agents.stdout
+        ctl.alive()
+    finally:
+        sim.stop()
+
+
+def test_failover_after_sigkill_never_two_sessions_and_no_flap_back(  # type: ignore[no-untyped-def]
+    tmp_path: Path, processes
+) -> None:
+    """Two agents on an external Mosquitto whose files the controller keeps current."""
+    sim = start_sim(str(tmp_path), *SIM_ARGS, cameras=2)
+    mq_port, mq_dir = free_port(), tmp_path / "mosquitto"
+    config = tmp_path / "controller.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "controller"}"\n[mqtt]\nurl = "mqtt://127.0.0.1:{mq_port}"\n'
+        f'mosquitto_dir = "{mq_dir}"\nmosquitto_pid_file = "{mq_dir / "pid"}"\n'
+        "[fleet]\nfailover_grace_s = 4\n"
+    )
+    watch = SessionWatch(sim.http)
+    try:
+        # The controller writes Mosquitto's files at start; the broker then runs on them.
+        def start_controller() -> None:
+            processes.append(Controller(tmp_path / "controller", "--config", str(config)))
+
+        ctl_started = threading.Thread(target=start_controller)
+        ctl_started.start()
+        wait_for(lambda: (mq_dir / "mosquitto.conf").exists(), timeout=30, what="broker files")
+        with mosquitto(mq_dir / "mosquitto.conf", mq_port) as broker:
+            (mq_dir / "pid").write_text(str(broker.pid))
+            ctl_started.join(40)
+            (ctl,) = processes
+            a = FleetAgent(ctl, "edge-a", tmp_path / "edge-a")
+            processes.append(a)
+            b = FleetAgent(ctl, "edge-b", tmp_path / "edge-b")
+            processes.append(b)
+            with ctl.client() as client:
+                wait_for(lambda: {agent_state(client, x) for x in ("edge-a", "edge-b")}
+                         == {"online"}, timeout=30, what="both agents online")  # fmt: skip
+                for i in (1, 2):
+                    added = ctl.cli("camera", "add", f"cam{i}", "--url",
+                                    f"rtsp://127.0.0.1:{sim.port}/Streaming/Channels/{i}01",
+                                    "--profile", "hikvision")  # fmt: skip
+                    assert added.returncode == 0, added.stderr
+                for cam in ("cam1", "cam2"):
+                    wait_for(lambda c=cam: camera_row(client, c)["state"] == "streaming",
+                             timeout=45, what=f"{cam} streaming")  # fmt: skip
+                owners = {c: camera_row(client, c)["owner"] for c in ("cam1", "cam2")}
+                assert set(owners.values()) == {"edge-a", "edge-b"}  # spread by load
+                victim = a if owners["cam1"] == "edge-a" else b
+                survivor = "edge-b" if victim is a else "edge-a"
+
+                victim.kill()
+                wait_for(lambda: camera_row(client, "cam1")["owner"] == survivor
+                         and camera_row(client, "cam1")["state"] == "streaming",
+                         timeout=60, what="cam1 moved to the survivor")  # fmt: skip
+
+                victim.start()  # back with the same identity: the cameras stay put
+                wait_for(lambda: agent_state(client, victim.agent_name) == "online", timeout=30)
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline:
+                    assert camera_row(client, "cam1")["owner"] == survivor
+                    time.sleep(0.5)
+    finally:
+        most = watch.stop()
+        sim.stop()
+    assert most.get("cam1/main") == 1 and most.get("cam2/main") == 1, most
