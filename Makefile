@@ -29,7 +29,7 @@ unit: venv
 test: sysdeps lint unit
 
 demo: sysdeps venv
-	BIN=$(BIN) bash scripts/demo.sh
+	$(BIN)/camfleet demo $(DEMO_ARGS)
 
 bench: sysdeps venv
 	$(BIN)/python -m benchmarks.sim_serving
