@@ -175,7 +175,8 @@ class Box(_Model):
 
 
 class RoiAdjustment(_Model):
-    """Similarity transform moving the drawn ROIs onto the current view (pixels, degrees)."""
+    """Similarity about the frame centre moving the drawn ROIs onto the current view: dx, dy in
+    pixels of the main stream, angle in degrees (clockwise on screen), scale."""
 
     dx: float
     dy: float

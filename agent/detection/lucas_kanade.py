@@ -4,12 +4,13 @@ The warp maps reference positions to frame positions, both in full-resolution pi
 the frame centre: p' = [[1 + a, -b], [b, 1 + a]] p + (tx, ty). Only a few thousand high-gradient
 reference points per pyramid level take part (they carry nearly all the information), which is
 what makes this cheap enough to run on every analysed frame. Each step matches the frame's gain
-and offset to the reference's, and Tukey weights drop points where something moved in front of
-the background (people, cars, an anomaly).
+and offset to the reference's; grid cells that no longer look like the reference (something in
+front of it) are left out, and Tukey weights drop single points that do not fit (people, cars).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,9 +20,12 @@ from agent.detection.pyramid import F32, sample
 
 Matrix = npt.NDArray[np.float64]  # 3x3 homogeneous similarity, centred full-resolution px
 F64 = npt.NDArray[np.float64]
+Indices = npt.NDArray[np.intp]
 
+GRID = (6, 8)  # rows x columns of cells the points are spread over
 _TUKEY = 4.685  # 95% efficiency under Gaussian noise
 _MIN_INSIDE = 0.25  # below this share of points inside the frame the fit means little
+_CELL_AGREEMENT = 0.5  # cells correlating less than this share of the median cell are left out
 
 
 class AlignmentFailed(Exception):
@@ -32,7 +36,6 @@ class AlignmentFailed(Exception):
 class Alignment:
     matrix: Matrix
     correlation: float  # normalised cross-correlation of reference and aligned frame, -1..1
-    inside: float  # share of the points that fell inside the frame
 
 
 def translation(dx: float, dy: float) -> Matrix:
@@ -44,28 +47,22 @@ def _step_matrix(a: float, b: float, tx: float, ty: float) -> Matrix:
 
 
 class LevelPoints:
-    """The reference's strongest-gradient points on one pyramid level, spread over a grid."""
+    """The reference's strongest-gradient points on one pyramid level, the same number per cell.
 
-    def __init__(
-        self,
-        reference: F32,
-        level: int,
-        centre: tuple[float, float],
-        count: int,
-        grid: tuple[int, int] = (6, 8),
-    ) -> None:
+    Points are stored cell by cell, so per-cell sums are a reshape away.
+    """
+
+    def __init__(self, reference: F32, level: int, centre: tuple[float, float], count: int) -> None:
         self.scale = float(2**level)  # full-resolution px per level px
-        w = reference.shape[1]
         gx, gy = _central_differences(reference)
-        strength = gx * gx + gy * gy
-        idx, self._cells = _spread_maxima(strength, count, grid)
-        self._cell_count = grid[0] * grid[1]
-        iy, ix = np.divmod(idx, w)
+        idx = _spread_maxima(gx * gx + gy * gy, count)
+        self._per_cell = len(idx) // (GRID[0] * GRID[1])
+        iy, ix = np.divmod(idx, reference.shape[1])
         # Level pixel centres in centred full-resolution coordinates.
         self._u = ((ix + 0.5) * self.scale - centre[0]).astype(np.float32)
         self._v = ((iy + 0.5) * self.scale - centre[1]).astype(np.float32)
         self._radius = float(np.hypot(self._u, self._v).max())
-        self._t = reference.reshape(-1)[idx]
+        self._t: F32 = reference.reshape(-1)[idx]
         self._offset = (centre[0] / self.scale - 0.5, centre[1] / self.scale - 0.5)
         # Steepest-descent images for (a, b, tx, ty); gradients per full-resolution px.
         gxs = gx.reshape(-1)[idx].astype(np.float64) / self.scale
@@ -87,35 +84,48 @@ class LevelPoints:
 
     def _step(self, image: F32, m: Matrix, prior: F32 | None) -> tuple[Alignment, float, F32]:
         """One Gauss-Newton step; `prior` are the previous step's weights (None: all equal)."""
-        u, v, inv = self._u, self._v, np.float32(1 / self.scale)
-        x = u * np.float32(m[0, 0] * inv) + v * np.float32(m[0, 1] * inv)
-        x += np.float32(m[0, 2] * inv + self._offset[0])
-        y = u * np.float32(m[1, 0] * inv) + v * np.float32(m[1, 1] * inv)
-        y += np.float32(m[1, 2] * inv + self._offset[1])
-        values, valid = sample(image, x, y)
+        values, valid = self._sample(image, m)
         n = int(np.count_nonzero(valid))
         if n < max(16, _MIN_INSIDE * len(self)):
             raise AlignmentFailed("the frame barely overlaps the reference")
         inside = valid.astype(np.float32)
         correlation = _correlation(values, self._t, inside)
-        # Gain and offset matched on the points that fitted last time, so an occluder that
-        # covers part of the view does not skew them.
+        # Gain and offset from the points that fitted last time, so an occluder does not skew them.
         e = _matched_residual(values, self._t, inside if prior is None else prior * inside)
-        # Whole grid cells that do not look like the reference (something in front of it) are
-        # left out: their points fit no better than chance and would pull the estimate.
-        cells = _cell_correlations(values, self._t, inside, self._cells, self._cell_count)
-        inside *= cells[self._cells] >= 0.5 * np.median(cells)
+        cells = self._cell_correlations(values, inside)
+        kept = inside * np.repeat(cells >= _CELL_AGREEMENT * np.median(cells), self._per_cell)
         ae = np.abs(e)
         cut = np.float32(_TUKEY * 1.4826 * np.median(ae[valid]) + 1e-3)
-        weights = np.clip(1 - (ae / cut) ** 2, 0, None) ** 2 * inside
+        weights: F32 = np.square(np.clip(1 - np.square(ae / cut), 0, None)) * kept
         sdw = self._sd * weights[:, None]
         try:
-            a, b, tx, ty = np.linalg.solve(sdw.T @ self._sd, sdw.T @ e)
+            a, b, tx, ty = (float(p) for p in np.linalg.solve(sdw.T @ self._sd, sdw.T @ e))
         except np.linalg.LinAlgError as exc:
             raise AlignmentFailed("degenerate system (no texture where the points are)") from exc
         updated = m @ np.linalg.inv(_step_matrix(a, b, tx, ty))
         moved = (abs(a) + abs(b)) * self._radius + abs(tx) + abs(ty)
-        return Alignment(updated, correlation, n / len(self)), moved, weights
+        return Alignment(updated, correlation), moved, weights
+
+    def _sample(self, image: F32, m: Matrix) -> tuple[F32, npt.NDArray[np.bool_]]:
+        """The frame at the warped points (this level's pixel coordinates)."""
+        u, v, inv = self._u, self._v, 1 / self.scale
+        x = u * np.float32(m[0, 0] * inv) + v * np.float32(m[0, 1] * inv)
+        x += np.float32(m[0, 2] * inv + self._offset[0])
+        y = u * np.float32(m[1, 0] * inv) + v * np.float32(m[1, 1] * inv)
+        y += np.float32(m[1, 2] * inv + self._offset[1])
+        return sample(image, x, y)
+
+    def _cell_correlations(self, values: F32, weights: F32) -> F64:
+        """Normalised cross-correlation of frame and reference within each cell (0 if flat)."""
+        shape = (-1, self._per_cell)
+        w, a, b = weights.reshape(shape), values.reshape(shape), self._t.reshape(shape)
+        n = np.maximum(w.sum(axis=1, dtype=np.float64), 1e-9)
+        ma, mb = (a * w).sum(axis=1) / n, (b * w).sum(axis=1) / n
+        cov = (a * b * w).sum(axis=1) / n - ma * mb
+        var_a = (a * a * w).sum(axis=1) / n - ma * ma
+        var_b = (b * b * w).sum(axis=1) / n - mb * mb
+        ok = (var_a > 1e-2) & (var_b > 1e-2)
+        return np.where(ok, cov / np.sqrt(np.where(ok, var_a * var_b, 1.0)), 0.0)
 
 
 def _moments(a: F32, b: F32, weights: F32) -> tuple[F32, F32, float, float]:
@@ -132,7 +142,7 @@ def _correlation(values: F32, template: F32, weights: F32) -> float:
     dv, dt, var_v, var_t = _moments(values, template, weights)
     if var_v < 1e-3:
         raise AlignmentFailed("no contrast in the frame")
-    return float(np.dot(dv * dt, weights) / weights.sum()) / np.sqrt(var_v * var_t)
+    return float(np.dot(dv * dt, weights)) / float(weights.sum()) / float(np.sqrt(var_v * var_t))
 
 
 def _matched_residual(values: F32, template: F32, weights: F32) -> F32:
@@ -152,42 +162,19 @@ def _central_differences(image: F32) -> tuple[F32, F32]:
     return gx, gy
 
 
-def _cell_correlations(
-    values: F32, template: F32, weights: F32, cells: npt.NDArray[np.intp], count: int
-) -> F64:
-    """Normalised cross-correlation of values and template within each cell (0 if flat)."""
-
-    def total(x: F32 | None) -> F64:
-        return np.bincount(cells, weights if x is None else weights * x, count)
-
-    n = np.maximum(total(None), 1e-9)
-    mv, mt = total(values) / n, total(template) / n
-    cov = total(values * template) / n - mv * mt
-    var_v = total(values * values) / n - mv * mv
-    var_t = total(template * template) / n - mt * mt
-    ok = (var_v > 1e-2) & (var_t > 1e-2)
-    return np.where(ok, cov / np.sqrt(np.where(ok, var_v * var_t, 1.0)), 0.0)
-
-
-def _spread_maxima(
-    strength: F32, count: int, grid: tuple[int, int]
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """Flat indices of the strongest `count` pixels, the same number from every grid cell,
-    and the cell of each."""
+def _spread_maxima(strength: F32, count: int) -> Indices:
+    """Flat indices of strong pixels: the same number from every cell, in cell order."""
     h, w = strength.shape
-    rows, cols = grid
-    per_cell = max(1, count // (rows * cols))
-    picked, cell_of = [], []
-    for r in range(rows):
-        y0, y1 = r * h // rows, (r + 1) * h // rows
-        for c in range(cols):
-            x0, x1 = c * w // cols, (c + 1) * w // cols
+    rows, cols = GRID
+    y_edges = [r * h // rows for r in range(rows + 1)]
+    x_edges = [c * w // cols for c in range(cols + 1)]
+    smallest = min(np.diff(y_edges)) * min(np.diff(x_edges))
+    per_cell = max(1, min(count // (rows * cols), int(smallest)))
+    picked = []
+    for y0, y1 in itertools.pairwise(y_edges):
+        for x0, x1 in itertools.pairwise(x_edges):
             cell = strength[y0:y1, x0:x1].reshape(-1)
-            n = min(per_cell, cell.size)
-            if n == 0:
-                continue
-            top = np.argpartition(cell, cell.size - n)[cell.size - n :]
+            top = np.argpartition(cell, cell.size - per_cell)[cell.size - per_cell :]
             cy, cx = np.divmod(top, x1 - x0)
             picked.append((cy + y0) * w + cx + x0)
-            cell_of.append(np.full(n, r * cols + c))
-    return np.concatenate(picked).astype(np.intp), np.concatenate(cell_of).astype(np.intp)
+    return np.concatenate(picked).astype(np.intp)

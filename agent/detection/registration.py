@@ -47,9 +47,9 @@ class Registration:
 @dataclass(frozen=True)
 class RegistrationSettings:
     max_width: int = 640  # register frames wider than this on a 2^k times smaller copy
-    points: tuple[int, ...] = (3000, 2000, 1500)  # per pyramid level, finest first
-    iterations: tuple[int, ...] = (3, 5, 10)  # most Gauss-Newton steps per level, finest first
-    tolerance_px: float = 0.05  # a level is done when a step moves no point more (level px)
+    points: tuple[int, ...] = (3000, 2000, 1000)  # per pyramid level, finest first
+    iterations: tuple[int, ...] = (3, 4, 8)  # most Gauss-Newton steps per level, finest first
+    tolerance_px: float = 0.1  # a level is done when a step moves no point more (level px)
 
     def __post_init__(self) -> None:
         if self.max_width < 32 or self.tolerance_px <= 0:

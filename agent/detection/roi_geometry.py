@@ -102,7 +102,7 @@ def polygon_mask(points: Points, box: Box) -> Mask:
     # Half-open in y so a row through a vertex counts each edge pair once.
     crosses = (y1[None, :] > rows[:, None]) != (y2[None, :] > rows[:, None])
     with np.errstate(divide="ignore", invalid="ignore"):
-        at_x = x1 + (rows[:, None] - y1) * (x2 - x1) / (y2 - y1)
+        at_x = np.where(crosses, x1 + (rows[:, None] - y1) * (x2 - x1) / (y2 - y1), 0.0)
     # Pixels j with centre box.x + j + 0.5 < at_x lie left of the crossing: j < first_right.
     first_right = np.clip(np.ceil(at_x - box.x - 0.5), 0, box.w).astype(np.intp)
     flips = np.zeros((box.h, box.w + 1), np.int32)
