@@ -72,6 +72,10 @@ def run(
     test_hooks: bool = typer.Option(
         False, "--test-hooks", help="Enrolled: enable POST /test/events (synthetic events)."
     ),
+    discovery_target: list[str] = typer.Option(
+        [], help="Probe these hosts by unicast instead of multicast (where multicast is blocked)."
+    ),
+    discovery_port: int = typer.Option(3702, help="WS-Discovery port to probe."),
 ) -> None:
     """Run the agent: one connection per camera stream, recording, audit, local HTTP.
 
@@ -131,7 +135,9 @@ def run(
 
         member = FleetMember(
             runtime, *fleet, heartbeat_s=heartbeat_s,
-            discover=lambda subnets, timeout_s: scan(subnets, timeout_s=timeout_s),
+            discover=lambda subnets, timeout_s: scan(
+                subnets, timeout_s=timeout_s, port=discovery_port, targets=discovery_target or None
+            ),
             health_events=StatsHealthWatch(profile_of),
         )  # fmt: skip
     api = create_app(

@@ -76,8 +76,10 @@ class ControllerClient:
         result: list[dict[str, Any]] = self._call("GET", "/discovered")
         return result
 
-    def discover(self, agent_id: str | None) -> list[dict[str, Any]]:
-        body = {} if agent_id is None else {"agent_id": agent_id}
+    def discover(self, agent_id: str | None, timeout_s: float = 3.0) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"timeout_s": timeout_s}
+        if agent_id is not None:
+            body["agent_id"] = agent_id
         result: list[dict[str, Any]] = self._call("POST", "/discover", json=body)
         return result
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter
 
 from controller.api.app import create_app
 from controller.api.context import ApiContext
+from controller.api.discovery import router as discovery_router
 from controller.api.events import router as events_router
 from controller.auth import AdminAuth, set_admin_password
 from controller.broker.embedded import EmbeddedBroker
@@ -29,6 +30,8 @@ from controller.link.event_batcher import EventBatcher
 from controller.registry import Registry
 from controller.supervisor import FleetSupervisor
 from fleet.config import ControllerConfig
+from fleet.messages import Action, CommandAck
+from fleet.topics import TopicKind
 from fleet.utc import now_us
 
 log = logging.getLogger("camfleet.controller")
@@ -82,10 +85,16 @@ class ControllerService:
                 controller_url=f"http://{_advertised(config.http.host)}:{config.http.port}",
                 on_change=self._changed,
                 on_revoke=self._revoked,
-                routers=[events_router, *(extra_routers or [])],
+                routers=[events_router, discovery_router, *(extra_routers or [])],
                 app_state={"events": self.events, "clips": self.clips, "service": self},
             )
         )
+
+    def command(self, agent_id: str, action: Action, timeout_s: float) -> CommandAck | None:
+        """Send a one-shot command and wait for its acknowledgement (None: none in time)."""
+        command = self.commands.issue(agent_id, action)
+        self.link.publish(agent_id, TopicKind.COMMANDS, command)
+        return self.commands.wait(command.id, timeout_s)
 
     def has_admin_password(self) -> bool:
         return AdminAuth(self.registry).has_admin()

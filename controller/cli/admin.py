@@ -5,10 +5,11 @@ $CAMFLEET_ADMIN_PASSWORD."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import typer
 
-from controller.cli.options import ControllerUrl, connected, parse_duration, table
+from controller.cli.options import ControllerUrl, connected, fail, parse_duration, table
 from fleet.utc import iso_us
 
 token_app = typer.Typer(help="One-time enrollment tokens.", no_args_is_help=True)
@@ -77,6 +78,61 @@ def camera_list(controller: str = ControllerUrl) -> None:
     with connected(controller) as c:
         health = c.fleet_health()
     table(health["cameras"], ["name", "owner", "target", "state", "inspection"])
+
+
+@camera_app.command("discover")
+def camera_discover(
+    agent: str | None = typer.Option(None, help="Only this agent probes (default: all online)."),
+    timeout: float = typer.Option(3.0, min=0.1, max=30, help="Seconds each probe listens."),
+    controller: str = ControllerUrl,
+) -> None:
+    """Agents probe their subnets (ONVIF WS-Discovery); list what answered."""
+    with connected(controller) as c:
+        found = c.discover(agent, timeout)
+    table(found, ["address", "agent_id", "manufacturer", "model", "suggested_profile", "camera",
+                  "endpoint"])  # fmt: skip
+
+
+@camera_app.command("adopt")
+def camera_adopt(
+    name: str = typer.Argument(..., help="Name for the new camera."),
+    found: str = typer.Option(..., "--from", help="Address or endpoint shown by discover."),
+    agent: str | None = typer.Option(
+        None, help="Agent to run it (default: the one that found it)."
+    ),
+    profile: str | None = typer.Option(None, help="Firmware profile (default: the suggested one)."),
+    user: str | None = typer.Option(None, help="Camera user name."),
+    password: str | None = typer.Option(
+        None, envvar="CAMFLEET_CAMERA_PASSWORD", help="Camera password ($CAMFLEET_CAMERA_PASSWORD)."
+    ),
+    controller: str = ControllerUrl,
+) -> None:
+    """Turn a discovered camera into a managed one."""
+    with connected(controller) as c:
+        matches = [d for d in c.discovered() if found in (d["address"], d["endpoint"])]
+        if not matches:
+            raise fail(f"nothing discovered at {found!r}: run `camfleet camera discover` first")
+        device = matches[0]
+        if not device.get("main_url"):
+            raise fail(f"{found}: no stream URL known for this device; use `camfleet camera add`")
+        spec: dict[str, Any] = {
+            "name": name,
+            "main_url": with_credentials(device["main_url"], user, password),
+            "profile": profile or device.get("suggested_profile") or "generic-onvif",
+            "placement": agent or device["agent_id"],
+        }
+        if device.get("sub_url"):
+            spec["sub_url"] = with_credentials(device["sub_url"], user, password)
+        cam = c.add_camera(spec)
+    typer.echo(f"adopted {found} as {name} (profile {cam['profile']}, agent {cam['placement']})")
+
+
+def with_credentials(url: str, user: str | None, password: str | None) -> str:
+    if user is None:
+        return url
+    parts = urlsplit(url)
+    auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    return urlunsplit(parts._replace(netloc=f"{auth}@{parts.netloc.rpartition('@')[2]}"))
 
 
 @camera_app.command("rm")

@@ -70,7 +70,8 @@ class Controller(Process):
 
 
 class FleetAgent(Process):
-    def __init__(self, controller: Controller, name: str, data: Path) -> None:
+    def __init__(self, controller: Controller, name: str, data: Path, *run_args: str) -> None:
+        self.run_args = run_args
         token = controller.cli("token", "create", "--name", name, "--ttl", "10m")
         assert token.returncode == 0, token.stderr
         self.token = token.stdout.strip()
@@ -86,7 +87,7 @@ class FleetAgent(Process):
         self.http = f"http://127.0.0.1:{self.port}"
         super().__init__(self.agent_name, self.data / "agent.log", "agent", "run", "--data",
                          str(self.data), "--http-port", str(self.port), "--heartbeat-s", "1",
-                         "--test-hooks")  # fmt: skip
+                         "--test-hooks", *self.run_args)  # fmt: skip
 
 
 def camera_row(client: ControllerClient, name: str) -> dict[str, object]:

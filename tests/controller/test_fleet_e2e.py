@@ -7,6 +7,7 @@ and revocation."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -198,3 +199,31 @@ def test_failover_after_sigkill_never_two_sessions_and_no_flap_back(  # type: ig
         most = watch.stop()
         sim.stop()
     assert most.get("cam1/main") == 1 and most.get("cam2/main") == 1, most
+
+
+def test_discover_and_adopt_through_the_cli(tmp_path: Path, processes) -> None:  # type: ignore[no-untyped-def]
+    wsd_port = free_port(socket.SOCK_DGRAM)
+    sim = start_sim(str(tmp_path), *SIM_ARGS, "--discovery-port", str(wsd_port), cameras=2)
+    try:
+        ctl = Controller(tmp_path / "controller", "--mqtt-port", str(free_port()))
+        processes.append(ctl)
+        agent = FleetAgent(ctl, "edge-01", tmp_path / "edge-01", "--discovery-port",
+                           str(wsd_port), "--discovery-target", "127.0.0.1")  # fmt: skip
+        processes.append(agent)
+        with ctl.client() as client:
+            wait_for(lambda: agent_state(client, "edge-01") == "online", timeout=30)
+            found = client.discover("edge-01", 1.0)
+            assert len(found) == 2, found
+            assert {f["suggested_profile"] for f in found} == {"hikvision"}
+            listed = ctl.cli("camera", "discover", "--timeout", "1")
+            assert listed.returncode == 0 and "hikvision" in listed.stdout, listed.stderr
+            endpoint = found[0]["endpoint"]
+            adopted = ctl.cli("camera", "adopt", "gate", "--from", endpoint)
+            assert adopted.returncode == 0, adopted.stderr
+            wait_for(lambda: camera_row(client, "gate")["state"] == "streaming", timeout=45,
+                     what="adopted camera streaming")  # fmt: skip
+            assert camera_row(client, "gate")["owner"] == "edge-01"
+            unknown = ctl.cli("camera", "adopt", "x", "--from", "10.9.9.9")
+            assert unknown.returncode == 2 and "nothing discovered" in unknown.stderr
+    finally:
+        sim.stop()
