@@ -16,6 +16,7 @@ from controller.api.app import create_app
 from controller.api.context import ApiContext
 from controller.api.discovery import router as discovery_router
 from controller.api.events import router as events_router
+from controller.api.proxy import router as proxy_router
 from controller.auth import AdminAuth, set_admin_password
 from controller.broker.embedded import EmbeddedBroker
 from controller.broker.identities import CONTROLLER_USERNAME
@@ -85,7 +86,7 @@ class ControllerService:
                 controller_url=f"http://{_advertised(config.http.host)}:{config.http.port}",
                 on_change=self._changed,
                 on_revoke=self._revoked,
-                routers=[events_router, discovery_router, *(extra_routers or [])],
+                routers=[events_router, discovery_router, proxy_router, *(extra_routers or [])],
                 app_state={"events": self.events, "clips": self.clips, "service": self},
             )
         )

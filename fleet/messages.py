@@ -205,6 +205,8 @@ class AgentStatus(BaseMessage):
     capabilities: Annotated[list[Token], Field(max_length=64)] = []
     # Networks the agent reaches cameras on: automatic assignment and discovery use them.
     subnets: Annotated[list[Subnet], Field(max_length=64)] = []
+    # Where the agent serves recordings, clips and snapshots; the controller proxies to it.
+    http_url: HttpUrl | None = None
     ts: StampUs
 
     def supersedes(self, current: AgentStatus | None) -> bool:

@@ -68,6 +68,7 @@ class AgentLink:
         software_version: str,
         subnets: Sequence[str] = (),
         capabilities: Sequence[str] = ("h264",),
+        http_url: str | None = None,
         retry_min_s: int = RETRY_MIN_S,
         retry_max_s: int = RETRY_MAX_S,
     ) -> None:
@@ -75,6 +76,7 @@ class AgentLink:
         self.sessions, self.listener = sessions, listener
         self.software_version = software_version
         self.subnets, self.capabilities = list(subnets), list(capabilities)
+        self.http_url = http_url
         self._broker = creds.broker
         self._connected = threading.Event()
         self._stopping = False
@@ -140,6 +142,7 @@ class AgentLink:
             software_version=self.software_version,
             capabilities=self.capabilities,
             subnets=self.subnets,
+            http_url=self.http_url,
             ts=now_us(),
         )
 

@@ -10,6 +10,7 @@ never runs on the network thread.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -76,9 +77,12 @@ class FleetMember:
         self.health_events = health_events
         data_dir = runtime.data_dir
         self.outbox = Outbox.open(data_dir)
+        http = runtime.config.http
+        host = socket.gethostname() if http.host in ("0.0.0.0", "::") else http.host
         self.link = AgentLink(
-            creds, SessionCounter.open(data_dir), self, software_version(), options.subnets
-        )
+            creds, SessionCounter.open(data_dir), self, software_version(), options.subnets,
+            http_url=f"http://{host}:{http.port}",
+        )  # fmt: skip
         self.sender = OutboxSender(self.outbox, self.link)
         self.clips = ClipWorker(data_dir, self.agent_id, self.outbox, self.sender.wake,
                                 self._clip_acked)  # fmt: skip

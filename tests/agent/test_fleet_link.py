@@ -246,8 +246,12 @@ def test_desired_state_drives_cameras_inspection_and_reports(
                                                           for c in r.cameras] == running),
              30, what="cam1 streaming at version 1")  # fmt: skip
     assert sim_camera(sim, 1)["clients"] == 1 and sim_camera(sim, 1)["sessions_total"] == 1
-    beat = controller.wait(Heartbeat, lambda h: any(c.frames_analysed > 0 for c in h.cameras))
-    assert beat.cameras[0].camera == "cam1" and beat.cameras[0].streams[0].fps_in > 0
+    # A rate needs two looks: the first heartbeat that sees the camera reports 0 fps.
+    beat = controller.wait(
+        Heartbeat, lambda h: any(c.frames_analysed > 0 and c.streams[0].fps_in > 0
+                                 for c in h.cameras)
+    )  # fmt: skip
+    assert beat.cameras[0].camera == "cam1"
     assert beat.capacity.max_cameras == 16 and beat.disk_free_bytes > 0
     cache = tmp_path / "data" / "desired.json"
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600

@@ -81,6 +81,20 @@ def test_enroll_assign_event_with_clip_inspection_and_revoke(tmp_path: Path, pro
             listed = ctl.cli("camera", "list")
             assert "cam1" in listed.stdout and "s3cret" not in listed.stdout
 
+            # The agent's media, through the controller (which alone the web view talks to).
+            auth = {"Authorization": client._http.headers["Authorization"]}
+            snap_url = f"{ctl.url}/api/v1/cameras/cam1/snapshot.jpg"
+            assert httpx.get(snap_url, timeout=10).status_code == 401
+            snap = wait_for(
+                lambda: (r := httpx.get(snap_url, headers=auth, timeout=10)).status_code == 200
+                and r, timeout=20, what="proxied snapshot",
+            )  # fmt: skip
+            assert snap.content[:2] == b"\xff\xd8"
+            recs = httpx.get(f"{ctl.url}/api/v1/cameras/cam1/recordings", headers=auth)
+            assert recs.status_code == 200 and "segments" in recs.json()
+            assert httpx.get(f"{ctl.url}/api/v1/cameras/nope/recordings",
+                             headers=auth).status_code == 404  # fmt: skip
+
             # An event with its clip, from the agent's outbox to a playable clip.
             raised = httpx.post(
                 f"{agent.http}/test/events",
@@ -92,7 +106,6 @@ def test_enroll_assign_event_with_clip_inspection_and_revoke(tmp_path: Path, pro
             event = wait_for(lambda: client.events()["items"], timeout=30, what="event stored")
             assert [e["id"] for e in event] == [event_id]
             clip_url = f"{ctl.url}/api/v1/events/{event_id}/clip"
-            auth = {"Authorization": client._http.headers["Authorization"]}
             clip = wait_for(
                 lambda: (r := httpx.get(clip_url, headers=auth, timeout=10)).is_success and r,
                 timeout=60, what="clip assembled",

@@ -1,0 +1,68 @@
+"""Camera media that lives on the agents, served through the controller: the web view and
+scripts talk to the controller only, which forwards to the owning agent's local HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import httpx
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+
+from controller.api.context import ApiContext, api_context
+
+router = APIRouter(prefix="/api/v1", tags=["media"])
+Ctx = Annotated[ApiContext, Depends(api_context)]
+
+# What the agent answers that is worth passing on; hop-by-hop and length headers are not.
+_PASSED_HEADERS: Final = ("content-type", "content-disposition", "x-camfleet-frames",
+                          "x-camfleet-first", "x-camfleet-last", "x-camfleet-stamp")  # fmt: skip
+_TIMEOUT: Final = httpx.Timeout(30.0, connect=3.0)
+
+
+def _agent_url(ctx: ApiContext, camera: str) -> str:
+    record = ctx.registry.camera(camera)
+    if record is None:
+        raise HTTPException(404, f"no camera {camera!r}")
+    if record.owner is None:
+        raise HTTPException(503, f"camera {camera!r} is not assigned to an agent right now")
+    agent = ctx.registry.agent(record.owner)
+    url = agent.status.http_url if agent and agent.status else None
+    if url is None:
+        raise HTTPException(503, f"agent {record.owner} has not said where its media is served")
+    return url.rstrip("/")
+
+
+def _forward(ctx: ApiContext, camera: str, path: str, request: Request) -> Response:
+    base = _agent_url(ctx, camera)
+    try:
+        answer = httpx.get(f"{base}/cameras/{camera}/{path}", params=request.query_params,
+                           timeout=_TIMEOUT)  # fmt: skip
+    except httpx.HTTPError as exc:
+        raise HTTPException(502, f"the agent serving {camera!r} did not answer: {exc}") from None
+    headers = {k: v for k, v in answer.headers.items() if k.lower() in _PASSED_HEADERS}
+    return Response(answer.content, status_code=answer.status_code, headers=headers)
+
+
+@router.get("/cameras/{camera}/snapshot.jpg")
+def snapshot(camera: str, request: Request, ctx: Ctx) -> Response:
+    """The camera's latest frame, from its agent."""
+    return _forward(ctx, camera, "snapshot.jpg", request)
+
+
+@router.get("/cameras/{camera}/recordings")
+def recordings(camera: str, request: Request, ctx: Ctx) -> Response:
+    """Segments and gaps of the camera's recording (`from`, `to`), from its agent."""
+    return _forward(ctx, camera, "recordings", request)
+
+
+@router.get("/cameras/{camera}/clip")
+def clip(camera: str, request: Request, ctx: Ctx) -> Response:
+    """An MP4 of the recording between `from` and `to`, remuxed by the agent."""
+    return _forward(ctx, camera, "clip", request)
+
+
+@router.get("/cameras/{camera}/frame")
+def frame(camera: str, request: Request, ctx: Ctx) -> Response:
+    """The exact recorded frame at `at`, as JPEG."""
+    return _forward(ctx, camera, "frame", request)
