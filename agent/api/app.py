@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from agent.runtime import AgentRuntime
 
 MAX_CLIP_S = 15 * 60
+MAX_FRAME_TOLERANCE_US = 5_000_000
 
 # (camera, pre_s, post_s) -> the event raised: the fleet side's synthetic events (--test-hooks).
 TestEventHook = Callable[[str, float, float], Event]
@@ -152,12 +153,19 @@ def create_app(
         )
 
     @app.get("/cameras/{name}/frame")
-    def frame(name: str, idx: Idx, at: str, stream: str = "main") -> Response:
+    def frame(
+        name: str,
+        idx: Idx,
+        at: str,
+        stream: str = "main",
+        tolerance_us: Annotated[int, Query(ge=0, le=MAX_FRAME_TOLERANCE_US)] = 0,
+    ) -> Response:
+        """The recorded frame stamped `at`, or the nearest within `tolerance_us`."""
         cam = camera(name)
         stamp = _time("at", at)
         assert stamp is not None
         try:
-            image = decode_frame_at(idx, cam, stream, stamp)
+            image = decode_frame_at(idx, cam, stream, stamp, tolerance_us)
         except ClipError as exc:
             raise HTTPException(404, str(exc)) from None
         return Response(to_jpeg(image), media_type="image/jpeg",

@@ -3,7 +3,9 @@ scripts talk to the controller only, which forwards to the owning agent's local 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Final
+from uuid import UUID
 
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -20,23 +22,29 @@ _PASSED_HEADERS: Final = ("content-type", "content-disposition", "x-camfleet-fra
 _TIMEOUT: Final = httpx.Timeout(30.0, connect=3.0)
 
 
-def _agent_url(ctx: ApiContext, camera: str) -> str:
+def _media_url(ctx: ApiContext, agent_id: str) -> str:
+    agent = ctx.registry.agent(agent_id)
+    url = agent.status.http_url if agent and agent.status else None
+    if url is None:
+        raise HTTPException(503, f"agent {agent_id} has not said where its media is served")
+    return url.rstrip("/")
+
+
+def _owner_url(ctx: ApiContext, camera: str) -> str:
     record = ctx.registry.camera(camera)
     if record is None:
         raise HTTPException(404, f"no camera {camera!r}")
     if record.owner is None:
         raise HTTPException(503, f"camera {camera!r} is not assigned to an agent right now")
-    agent = ctx.registry.agent(record.owner)
-    url = agent.status.http_url if agent and agent.status else None
-    if url is None:
-        raise HTTPException(503, f"agent {record.owner} has not said where its media is served")
-    return url.rstrip("/")
+    return _media_url(ctx, record.owner)
 
 
-def _forward(ctx: ApiContext, camera: str, path: str, request: Request) -> Response:
-    base = _agent_url(ctx, camera)
+def _forward(
+    ctx: ApiContext, camera: str, path: str, params: Mapping[str, str], base: str | None = None
+) -> Response:
+    base = base or _owner_url(ctx, camera)
     try:
-        answer = httpx.get(f"{base}/cameras/{camera}/{path}", params=request.query_params,
+        answer = httpx.get(f"{base}/cameras/{camera}/{path}", params=dict(params),
                            timeout=_TIMEOUT)  # fmt: skip
     except httpx.HTTPError as exc:
         raise HTTPException(502, f"the agent serving {camera!r} did not answer: {exc}") from None
@@ -47,22 +55,35 @@ def _forward(ctx: ApiContext, camera: str, path: str, request: Request) -> Respo
 @router.get("/cameras/{camera}/snapshot.jpg")
 def snapshot(camera: str, request: Request, ctx: Ctx) -> Response:
     """The camera's latest frame, from its agent."""
-    return _forward(ctx, camera, "snapshot.jpg", request)
+    return _forward(ctx, camera, "snapshot.jpg", request.query_params)
 
 
 @router.get("/cameras/{camera}/recordings")
 def recordings(camera: str, request: Request, ctx: Ctx) -> Response:
     """Segments and gaps of the camera's recording (`from`, `to`), from its agent."""
-    return _forward(ctx, camera, "recordings", request)
+    return _forward(ctx, camera, "recordings", request.query_params)
 
 
 @router.get("/cameras/{camera}/clip")
 def clip(camera: str, request: Request, ctx: Ctx) -> Response:
     """An MP4 of the recording between `from` and `to`, remuxed by the agent."""
-    return _forward(ctx, camera, "clip", request)
+    return _forward(ctx, camera, "clip", request.query_params)
 
 
 @router.get("/cameras/{camera}/frame")
 def frame(camera: str, request: Request, ctx: Ctx) -> Response:
     """The exact recorded frame at `at`, as JPEG."""
-    return _forward(ctx, camera, "frame", request)
+    return _forward(ctx, camera, "frame", request.query_params)
+
+
+@router.get("/events/{event_id}/snapshot.jpg")
+def event_snapshot(event_id: UUID, request: Request, ctx: Ctx) -> Response:
+    """The recorded frame at the event's peak, from the agent that recorded it (the nearest
+    one for events not stamped by a frame, such as health events)."""
+    record = request.app.state.events.get(event_id)
+    if record is None:
+        raise HTTPException(404, f"no event {event_id}")
+    base = _media_url(ctx, record.agent_id)
+    return _forward(
+        ctx, record.camera, "frame", {"at": str(record.peak_us), "tolerance_us": "1000000"}, base
+    )

@@ -117,6 +117,12 @@ def test_enroll_assign_event_with_clip_inspection_and_revoke(tmp_path: Path, pro
                  str(path)], capture_output=True, text=True, check=True, timeout=30,
             )  # fmt: skip
             assert json.loads(probe.stdout)["streams"][0]["codec_name"] == "h264"
+            snap_of_event = wait_for(
+                lambda: (r := httpx.get(f"{ctl.url}/api/v1/events/{event_id}/snapshot.jpg",
+                                        headers=auth, timeout=10)).is_success and r,
+                timeout=30, what="event snapshot",
+            )  # fmt: skip
+            assert snap_of_event.content[:2] == b"\xff\xd8"
             listed_events = ctl.cli("events", "list")
             assert event_id in listed_events.stdout
 
