@@ -6,10 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 from conftest import REPO, free_port, wait_for
+from mqtt_broker import mosquitto
 
 from controller.client import ControllerClient
 
@@ -98,3 +101,28 @@ def camera_row(client: ControllerClient, name: str) -> dict[str, object]:
 def agent_state(client: ControllerClient, agent_id: str) -> str:
     (row,) = [a for a in client.fleet_health()["agents"] if a["agent_id"] == agent_id]
     return str(row["state"])
+
+
+class ManagedMosquitto:
+    """An external Mosquitto whose password and ACL files the controller keeps current: the
+    controller's config names the files and the pid file it sends SIGHUP to."""
+
+    def __init__(self, tmp_path: Path, fleet_toml: str = "") -> None:
+        self.port, self.dir = free_port(), tmp_path / "mosquitto"
+        self.controller_config = tmp_path / "controller.toml"
+        self.controller_config.write_text(
+            f'data_dir = "{tmp_path / "controller"}"\n[mqtt]\n'
+            f'url = "mqtt://127.0.0.1:{self.port}"\nmosquitto_dir = "{self.dir}"\n'
+            f'mosquitto_pid_file = "{self.dir / "pid"}"\n{fleet_toml}'
+        )
+
+    def controller(self) -> Controller:
+        """The controller writes the broker's files as it starts (it needs no broker for that)."""
+        return Controller(self.controller_config.parent / "controller", "--config",
+                          str(self.controller_config))  # fmt: skip
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with mosquitto(self.dir / "mosquitto.conf", self.port) as broker:
+            (self.dir / "pid").write_text(str(broker.pid))
+            yield

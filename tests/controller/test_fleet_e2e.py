@@ -17,8 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import free_port, require_tool, start_sim, wait_for
-from fleet_processes import Controller, FleetAgent, Process, agent_state, camera_row
-from mqtt_broker import mosquitto
+from fleet_processes import (
+    Controller,
+    FleetAgent,
+    ManagedMosquitto,
+    Process,
+    agent_state,
+    camera_row,
+)
 
 SIM_ARGS = ("--main-size", "320x180", "--loop-seconds", "4", "--profile", "hikvision")
 
@@ -163,26 +169,12 @@ def test_failover_after_sigkill_never_two_sessions_and_no_flap_back(  # type: ig
 ) -> None:
     """Two agents on an external Mosquitto whose files the controller keeps current."""
     sim = start_sim(str(tmp_path), *SIM_ARGS, cameras=2)
-    mq_port, mq_dir = free_port(), tmp_path / "mosquitto"
-    config = tmp_path / "controller.toml"
-    config.write_text(
-        f'data_dir = "{tmp_path / "controller"}"\n[mqtt]\nurl = "mqtt://127.0.0.1:{mq_port}"\n'
-        f'mosquitto_dir = "{mq_dir}"\nmosquitto_pid_file = "{mq_dir / "pid"}"\n'
-        "[fleet]\nfailover_grace_s = 4\n"
-    )
+    broker = ManagedMosquitto(tmp_path, "[fleet]\nfailover_grace_s = 4\n")
     watch = SessionWatch(sim.http)
     try:
-        # The controller writes Mosquitto's files at start; the broker then runs on them.
-        def start_controller() -> None:
-            processes.append(Controller(tmp_path / "controller", "--config", str(config)))
-
-        ctl_started = threading.Thread(target=start_controller)
-        ctl_started.start()
-        wait_for(lambda: (mq_dir / "mosquitto.conf").exists(), timeout=30, what="broker files")
-        with mosquitto(mq_dir / "mosquitto.conf", mq_port) as broker:
-            (mq_dir / "pid").write_text(str(broker.pid))
-            ctl_started.join(40)
-            (ctl,) = processes
+        ctl = broker.controller()
+        processes.append(ctl)
+        with broker.running():
             a = FleetAgent(ctl, "edge-a", tmp_path / "edge-a")
             processes.append(a)
             b = FleetAgent(ctl, "edge-b", tmp_path / "edge-b")

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import httpx
 from broker_harness import Peer
-from conftest import free_port, start_sim, wait_for
-from fleet_processes import PASSWORD, Controller, FleetAgent, camera_row
-from mqtt_broker import mosquitto
+from conftest import start_sim, wait_for
+from fleet_processes import PASSWORD, Controller, FleetAgent, ManagedMosquitto, Process, camera_row
 
 from controller.client import ControllerClient
 from fleet.messages import IDENTITY, Event, encode_message
@@ -47,24 +46,14 @@ def test_broker_outage_controller_restart_health_event_and_hostile_input(  # typ
     tmp_path: Path,
 ) -> None:
     sim = start_sim(str(tmp_path), *SIM_ARGS, cameras=1)
-    mq_port, mq_dir = free_port(), tmp_path / "mosquitto"
-    config = tmp_path / "controller.toml"
-    config.write_text(
-        f'data_dir = "{tmp_path / "controller"}"\n[mqtt]\nurl = "mqtt://127.0.0.1:{mq_port}"\n'
-        f'mosquitto_dir = "{mq_dir}"\nmosquitto_pid_file = "{mq_dir / "pid"}"\n'
-    )
-    processes: list = []  # type: ignore[type-arg]
+    broker = ManagedMosquitto(tmp_path)
+    processes: list[Process] = []
     raised: list[str] = []
     stop_raising = threading.Event()
     try:
-        boot = threading.Thread(target=lambda: processes.append(
-            Controller(tmp_path / "controller", "--config", str(config))))  # fmt: skip
-        boot.start()
-        wait_for(lambda: (mq_dir / "mosquitto.conf").exists(), timeout=30, what="broker files")
-        with mosquitto(mq_dir / "mosquitto.conf", mq_port) as broker:
-            (mq_dir / "pid").write_text(str(broker.pid))
-            boot.join(40)
-            (ctl,) = processes
+        ctl = broker.controller()
+        processes.append(ctl)
+        with broker.running():
             agent = FleetAgent(ctl, "edge-01", tmp_path / "edge-01")
             processes.append(agent)
             with ctl.client() as client:
@@ -76,7 +65,7 @@ def test_broker_outage_controller_restart_health_event_and_hostile_input(  # typ
                 bad_password = enroll_identity(ctl, client, "edge-bad")
 
             # Hostile input on every topic the controller reads, from an enrolled identity.
-            bad = Peer(mq_port, "edge-bad", "edge-bad", bad_password)
+            bad = Peer(broker.port, "edge-bad", "edge-bad", bad_password)
             assert not bad.try_connect().is_failure
             junk = [b"{", b"[]", b"\xff\xfe", b'{"v":1,"type":"event"}', b"x" * 7_000_000]
             for kind, spec in TOPICS.items():
@@ -109,12 +98,11 @@ def test_broker_outage_controller_restart_health_event_and_hostile_input(  # typ
         outage_start = time.monotonic()
         ctl.stop()
         processes.remove(ctl)
-        ctl = Controller(tmp_path / "controller", "--config", str(config))
+        ctl = broker.controller()
         processes.append(ctl)
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_start)))  # the outage itself
         during = len(raised)
-        with mosquitto(mq_dir / "mosquitto.conf", mq_port) as broker:
-            (mq_dir / "pid").write_text(str(broker.pid))
+        with broker.running():
             wait_for(lambda: len(raised) >= during + 3, timeout=30, what="events after it")
             stop_raising.set()
             with ControllerClient(ctl.url, PASSWORD) as client:
