@@ -16,6 +16,7 @@ from controller.api.app import create_app
 from controller.api.context import ApiContext
 from controller.api.discovery import router as discovery_router
 from controller.api.events import router as events_router
+from controller.api.metrics import render_event_metrics
 from controller.api.proxy import router as proxy_router
 from controller.auth import AdminAuth, set_admin_password
 from controller.broker.embedded import EmbeddedBroker
@@ -88,6 +89,9 @@ class ControllerService:
                 on_revoke=self._revoked,
                 routers=[events_router, discovery_router, proxy_router, *(extra_routers or [])],
                 app_state={"events": self.events, "clips": self.clips, "service": self},
+                extra_metrics=lambda: render_event_metrics(
+                    self.events.counts(), *dispatcher.counts()
+                ),
             )
         )
 

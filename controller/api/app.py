@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from fastapi import Depends, FastAPI
+from fastapi.responses import PlainTextResponse
 
 from controller.api import agents, cameras, enroll, sessions
 from controller.api import fleet as fleet_routes
@@ -38,6 +39,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
     admin_only = [Depends(require_admin)]
     for router in (agents.router, cameras.router, fleet_routes.router):
         app.include_router(router, prefix=API_PREFIX, dependencies=admin_only)
+    # Where Prometheus looks by default, as well as under the API prefix.
+    app.add_api_route("/metrics", fleet_routes.metrics, dependencies=admin_only,
+                      response_class=PlainTextResponse, include_in_schema=False)  # fmt: skip
     for router in ctx.routers:  # as they are: they carry their own prefix (/api/v1)
         app.include_router(router, dependencies=admin_only)
     return app

@@ -37,6 +37,7 @@ class ApiContext:
     # Extra routers, included as they are (with their own /api/v1 prefix) behind the login.
     routers: list[APIRouter] = field(default_factory=list)
     app_state: dict[str, object] = field(default_factory=dict)  # set on `app.state`
+    extra_metrics: Callable[[], str] = str  # more Prometheus text for /metrics
 
     def __post_init__(self) -> None:
         # Checked now, not at the first enrollment: that would use up the agent's token.

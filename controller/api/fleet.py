@@ -42,5 +42,5 @@ def list_discovered(ctx: Ctx) -> list[DiscoveredCamera]:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(ctx: Ctx) -> PlainTextResponse:
-    text = render_metrics(_health(ctx), ctx.registry.enrollment_counts())
+    text = render_metrics(_health(ctx), ctx.registry.enrollment_counts()) + ctx.extra_metrics()
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

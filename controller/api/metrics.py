@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import get_args
+from collections.abc import Mapping
+from typing import Any, get_args
 
 from controller.api.models import FleetHealth
 from controller.registry import EnrollmentCounts
@@ -38,3 +39,27 @@ def render_metrics(health: FleetHealth, enrollments: EnrollmentCounts) -> str:
                   ('{state="expired"}', enrollments.expired)]),
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def render_event_metrics(
+    counts: Mapping[str, Any], handled: Mapping[str, int], refused: Mapping[str, int]
+) -> str:
+    """The event center and the MQTT link: what was stored, and what agents sent that was not
+    (by reason, so a misbehaving agent shows up on a dashboard)."""
+    lines = [
+        *_family("events_total", "counter", "events stored, by kind",
+                 [(f'{{kind="{k}"}}', n) for k, n in sorted(counts["by_kind"].items())]),
+        *_family("events_unacknowledged", "gauge", "events nobody has acknowledged",
+                 [("", counts["unacknowledged"])]),
+        *_family("events_duplicate_total", "counter", "repeats of stored event ids ignored",
+                 [("", counts["duplicates"])]),
+        *_family("mqtt_messages_total", "counter", "messages from agents applied, by topic kind",
+                 [(f'{{kind="{k}"}}', n) for k, n in sorted(handled.items())]),
+        *_family("mqtt_refused_total", "counter", "messages from agents refused, by reason",
+                 [(f'{{reason="{_label(r)}"}}', n) for r, n in sorted(refused.items())]),
+    ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

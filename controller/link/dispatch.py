@@ -77,6 +77,11 @@ class Dispatcher:
         self._lock = threading.Lock()
         self.stats = DispatchStats(Counter(), Counter())
 
+    def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(handled by topic kind, refused by reason), copied consistently."""
+        with self._lock:
+            return dict(self.stats.handled), dict(self.stats.rejected)
+
     def handle(self, topic: str, payload: bytes, now_us: int) -> bool:
         """Validate and apply one message; False (logged, counted) if it was refused."""
         try:

@@ -82,6 +82,9 @@ def test_broker_outage_controller_restart_health_event_and_hostile_input(  # typ
                 wait_for(lambda: any(e["id"] == str(marker.id) for e in all_events(client)),
                          timeout=30, what="the valid marker event")  # fmt: skip
                 assert not any(e["id"] == str(forged.id) for e in all_events(client))
+                metrics = httpx.get(f"{ctl.url}/metrics", timeout=10,
+                                    headers=client._http.headers).text  # fmt: skip
+                assert 'camfleet_mqtt_refused_total{reason="invalid events"}' in metrics, metrics
             bad.client.disconnect()
 
             def raise_events() -> None:
