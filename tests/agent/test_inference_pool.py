@@ -1,0 +1,226 @@
+"""The interpreter pool, run with real .tflite models built from numpy (no TensorFlow)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.tools import flatbuffer_utils
+from conftest import wait_for
+from numpy.typing import NDArray
+
+from agent.detection.pool import InferencePool, InferencePoolError, InferenceResult
+from fleet.litert import LiteRTError
+
+Array = NDArray[np.float32]
+
+
+def conv_model(
+    x_shape: tuple[int, int, int, int], channels: Sequence[int], seed: int = 1
+) -> ConvModel:
+    """A chain of 3x3 CONV_2D (VALID) + ReLU layers with `channels` outputs each: one thin layer
+    for a fast model, several wide ones for a slow model. Keeps its weights for numpy."""
+    rng = np.random.default_rng(seed)
+    layers, shape = [], x_shape
+    for out in channels:
+        weights = (rng.standard_normal((out, 3, 3, shape[3])) / shape[3]).astype(np.float32)
+        layers.append((weights, rng.standard_normal(out).astype(np.float32) * 0.1))
+        shape = (shape[0], shape[1] - 2, shape[2] - 2, out)
+    graph, buffers = schema.SubGraphT(), [schema.BufferT()]  # buffer 0: the empty sentinel
+    graph.tensors, graph.operators = [], []
+
+    def tensor(shape: Sequence[int], data: Array | None = None) -> int:
+        t, buffer = schema.TensorT(), schema.BufferT()
+        t.name, t.shape, t.buffer = f"t{len(graph.tensors)}", list(shape), len(buffers)
+        t.type = schema.TensorType.FLOAT32
+        if data is not None:
+            buffer.data = np.frombuffer(data.tobytes(), np.uint8)
+        graph.tensors.append(t)
+        buffers.append(buffer)
+        return len(graph.tensors) - 1
+
+    x = first = tensor(x_shape)
+    n, h, w, _ = x_shape
+    for weights, bias in layers:
+        h, w = h - 2, w - 2
+        options = schema.Conv2DOptionsT()
+        options.padding, options.strideW, options.strideH = schema.Padding.VALID, 1, 1
+        options.fusedActivationFunction = schema.ActivationFunctionType.RELU
+        op = schema.OperatorT()
+        y = tensor((n, h, w, weights.shape[0]))
+        op.opcodeIndex, op.inputs, op.outputs = (
+            0,
+            [x, tensor(weights.shape, weights), tensor(bias.shape, bias)],
+            [y],
+        )
+        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.Conv2DOptions, options
+        graph.operators.append(op)
+        x = y
+    graph.inputs, graph.outputs = [first], [x]
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CONV_2D
+    code.version = 1
+    model = schema.ModelT()
+    model.version, model.description = 3, "camfleet pool test"
+    model.operatorCodes, model.subgraphs, model.buffers = [code], [graph], buffers
+    return ConvModel(bytes(flatbuffer_utils.convert_object_to_bytearray(model)), layers)
+
+
+class ConvModel:
+    def __init__(self, content: bytes, layers: list[tuple[Array, Array]]) -> None:
+        self.content, self.layers = content, layers
+
+    def expected(self, x: Array) -> Array:
+        for weights, bias in self.layers:
+            windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(1, 2))
+            x = np.maximum(np.einsum("nhwcij,oijc->nhwo", windows, weights) + bias, 0)
+        return x.astype(np.float32)
+
+
+SMALL = (1, 32, 32, 1)
+SLOW = (1, 96, 96, 1)
+
+
+@pytest.fixture(scope="module")
+def small() -> ConvModel:
+    return conv_model(SMALL, [8])
+
+
+@pytest.fixture(scope="module")
+def slow() -> ConvModel:
+    return conv_model(SLOW, [64] * 6)  # tens of ms per invoke
+
+
+def wait_result(future: Future[InferenceResult]) -> InferenceResult:
+    return future.result(timeout=10)
+
+
+def test_results_match_numpy_from_many_threads(small: ConvModel) -> None:
+    pool = InferencePool(small.content, size=2, queue_size=64)
+    assert pool.input_shape == SMALL and pool.capacity == 66
+    rng = np.random.default_rng(3)
+    inputs = [rng.random(SMALL, dtype=np.float32) for _ in range(48)]
+    futures: list[Future[InferenceResult] | None] = [None] * len(inputs)
+
+    def submit(part: int) -> None:  # three submitters race for two interpreters
+        for i in range(part, len(inputs), 3):
+            futures[i] = pool.try_submit(inputs[i])
+
+    threads = [threading.Thread(target=submit, args=(p,)) for p in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        for x, future in zip(inputs, futures, strict=True):
+            assert future is not None
+            result = wait_result(future)
+            np.testing.assert_allclose(result.output, small.expected(x), atol=1e-4)
+            assert 0 < result.invoke_ms < 1000
+    finally:
+        pool.close()
+
+
+def test_full_queue_refuses_at_once_and_never_blocks(slow: ConvModel) -> None:
+    pool = InferencePool(slow.content, size=1, queue_size=2)
+    x = np.random.default_rng(4).random(SLOW, dtype=np.float32)
+    try:
+        first = pool.try_submit(x)
+        assert first is not None
+        durations, accepted = [], [first]
+        for _ in range(20):
+            start = time.perf_counter()
+            future = pool.try_submit(x)
+            durations.append(time.perf_counter() - start)
+            if future is not None:
+                accepted.append(future)
+        # One running + two queued at most, while the model takes tens of ms per invoke.
+        assert 2 <= len(accepted) <= 4
+        assert max(durations) < 0.005, f"try_submit took up to {max(durations) * 1000:.2f} ms"
+        results = [wait_result(f) for f in accepted]
+        assert min(r.invoke_ms for r in results) > 5  # really slow: the refusals were real
+        np.testing.assert_allclose(results[0].output, slow.expected(x), rtol=1e-3, atol=1e-3)
+        assert pool.try_submit(x) is not None  # room again once the backlog is done
+    finally:
+        pool.close()
+
+
+def test_owners_are_served_round_robin(slow: ConvModel) -> None:
+    pool = InferencePool(slow.content, size=1, queue_size=8)
+    x = np.zeros(SLOW, np.float32)
+    finished: list[str] = []
+
+    def done(owner: str, _: Future[InferenceResult]) -> None:
+        finished.append(owner)
+
+    try:
+        busy = pool.try_submit(x, owner="busy")  # the worker takes this one at once
+        assert busy is not None
+        wait_for(lambda: busy.running() or busy.done(), 10, 0.001, what="the first job to start")
+        jobs = [("busy", pool.try_submit(x, owner="busy")) for _ in range(4)]
+        jobs.append(("calm", pool.try_submit(x, owner="calm")))
+        assert pool.depth() == 5
+        for owner, future in jobs:
+            assert future is not None
+            future.add_done_callback(partial(done, owner))
+        for _, future in jobs:
+            assert future is not None
+            wait_result(future)
+    finally:
+        pool.close()
+    assert finished == ["busy", "calm", "busy", "busy", "busy"]  # not behind the whole backlog
+
+
+def test_close_cancels_queued_jobs_and_refuses_new_ones(slow: ConvModel) -> None:
+    pool = InferencePool(slow.content, size=1, queue_size=4)
+    x = np.zeros(SLOW, np.float32)
+    futures = [pool.try_submit(x) for _ in range(4)]
+    pool.close()
+    done = [f for f in futures if f is not None]
+    assert len(done) == 4 and all(f.done() for f in done)
+    assert any(f.cancelled() for f in done)
+    with pytest.raises(InferencePoolError, match="pool is closed"):
+        pool.try_submit(x)
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (np.zeros((1, 32, 32, 3), np.float32), r"input must be float32 \(1, 32, 32, 1\)"),
+        (np.zeros(SMALL, np.uint8), "got uint8"),
+    ],
+)
+def test_bad_input_is_a_clear_error(small: ConvModel, x: NDArray[Any], message: str) -> None:
+    pool = InferencePool(small.content, size=1)
+    try:
+        with pytest.raises(InferencePoolError, match=message):
+            pool.try_submit(x)
+        future = pool.try_submit(np.zeros(SMALL, np.float32))  # still serving
+        assert future is not None and wait_result(future).invoke_ms > 0
+    finally:
+        pool.close()
+
+
+def test_bad_pool_settings_and_models(small: ConvModel) -> None:
+    with pytest.raises(InferencePoolError, match="must be >= 1"):
+        InferencePool(small.content, size=0)
+    with pytest.raises(InferencePoolError, match="must be >= 1"):
+        InferencePool(small.content, size=1, queue_size=0)
+    with pytest.raises(LiteRTError, match="cannot load model of"):
+        InferencePool(b"not a model" * 10, size=1)
+
+
+def test_default_size_is_the_core_count(small: ConvModel) -> None:
+    pool = InferencePool(small.content)
+    try:
+        assert pool.size == (os.cpu_count() or 1) and pool.queue_size == 4 * pool.size
+    finally:
+        pool.close()
