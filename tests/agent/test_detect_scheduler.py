@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import wait_for
 from numpy.typing import NDArray
-from test_inference_pool import SLOW, SMALL, ConvModel, conv_model
+from tflite_models import SLOW, SMALL, ConvModel, conv_model
 
 from agent.detection.gate import GateSettings
 from agent.detection.pool import InferencePool

@@ -10,75 +10,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter as LiteRTInterpreter
-from ai_edge_litert.tools import flatbuffer_utils
 from numpy.typing import NDArray
+from tflite_models import conv_model
 
 from fleet.litert import LiteRTError, load_interpreter, runtime_name
 
 Array = NDArray[np.float32]
 
 
-def _tensor(name: str, shape: tuple[int, ...], buffer: int) -> Any:
-    tensor = schema.TensorT()
-    tensor.name, tensor.shape, tensor.buffer = name, list(shape), buffer
-    tensor.type = schema.TensorType.FLOAT32
-    return tensor
-
-
-def _buffer(data: Array | None = None) -> Any:
-    buffer = schema.BufferT()
-    if data is not None:
-        buffer.data = np.frombuffer(data.tobytes(), np.uint8)
-    return buffer
-
-
-def conv_relu_model(x_shape: tuple[int, ...], weights: Array, bias: Array) -> bytes:
-    """A one-op model: 3x3 CONV_2D (VALID, stride 1) + fused ReLU; weights are OHWI."""
-    n, h, w, _ = x_shape
-    out_shape = (n, h - 2, w - 2, weights.shape[0])
-    code = schema.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CONV_2D
-    code.version = 1
-    options = schema.Conv2DOptionsT()
-    options.padding = schema.Padding.VALID
-    options.strideW = options.strideH = 1
-    options.fusedActivationFunction = schema.ActivationFunctionType.RELU
-    op = schema.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1, 2], [3]
-    op.builtinOptionsType = schema.BuiltinOptions.Conv2DOptions
-    op.builtinOptions = options
-    graph = schema.SubGraphT()
-    graph.tensors = [
-        _tensor("x", x_shape, 1),
-        _tensor("w", weights.shape, 2),
-        _tensor("b", bias.shape, 3),
-        _tensor("y", out_shape, 4),
-    ]
-    graph.inputs, graph.outputs, graph.operators = [0], [3], [op]
-    model = schema.ModelT()
-    model.version, model.description = 3, "camfleet test conv"
-    model.operatorCodes, model.subgraphs = [code], [graph]
-    # Buffer 0 is the conventional empty sentinel; x and y have no constant data.
-    model.buffers = [_buffer(), _buffer(), _buffer(weights), _buffer(bias), _buffer()]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def conv_relu_numpy(x: Array, weights: Array, bias: Array) -> Array:
-    windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(1, 2))  # n,h,w,c,i,j
-    out = np.einsum("nhwcij,oijc->nhwo", windows, weights) + bias
-    result: Array = np.maximum(out, 0).astype(np.float32)
-    return result
-
-
 @pytest.fixture
 def model() -> tuple[bytes, Array, Array]:
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal((1, 8, 10, 3)).astype(np.float32)
-    weights = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    bias = rng.standard_normal(4).astype(np.float32)
-    return conv_relu_model(x.shape, weights, bias), x, conv_relu_numpy(x, weights, bias)
+    x = np.random.default_rng(7).standard_normal((1, 8, 10, 3)).astype(np.float32)
+    conv = conv_model((1, 8, 10, 3), [4], seed=7)
+    return conv.content, x, conv.expected(x)
 
 
 def run(interpreter: Any, x: Array) -> Array:
