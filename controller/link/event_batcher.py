@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Sequence
 from typing import Final, Protocol
 
@@ -14,10 +13,10 @@ from fleet.messages import Event
 
 log = logging.getLogger("camfleet.controller.events")
 
+# A batch is whatever queued up while the previous one was written (at most this many): no
+# waiting to fill it, so an event becomes queryable one write after it arrives, and batches grow
+# by themselves under load.
 MAX_BATCH: Final = 1000
-# A batch closes this long after its first event: under a steady 2,000 events/s a size-only
-# limit would hold events for half a second before they become queryable.
-MAX_WAIT_S: Final = 0.1
 
 Item = tuple[str, Event, int]
 
@@ -55,10 +54,9 @@ class EventBatcher:
                 return
             batch = [first]
             stop = False
-            deadline = time.monotonic() + MAX_WAIT_S
             try:
                 while len(batch) < MAX_BATCH:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._queue.get_nowait()
                     if item is None:
                         stop = True
                         break
