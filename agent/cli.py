@@ -90,6 +90,7 @@ def run(
     from agent.health.from_stats import StatsHealthWatch
     from agent.recording.index import Gap
     from agent.runtime import AgentRuntime
+    from fleet.messages import Event
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -127,7 +128,11 @@ def run(
         if member is not None:
             member.raise_event(gap_event(gap))
 
-    runtime = AgentRuntime(cfg, on_gap=on_gap)
+    def on_event(event: Event) -> None:  # camera moved / view lost, from the drift tracker
+        if member is not None:
+            member.raise_event(event)
+
+    runtime = AgentRuntime(cfg, on_gap=on_gap, on_event=on_event)
     if fleet:
 
         def profile_of(camera: str) -> str | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.audit.auditor import FrameAuditor
+from agent.detection.tracking import DRIFT_FPS, DriftConsumer, EventListener
 from agent.fanout.hub import StreamHub
 from agent.ingest.connection import IngestError, StreamConnection, SystemClock
 from agent.live.latest import LatestFrame
@@ -27,6 +28,7 @@ from agent.recording.service import RecordingService, RetentionPolicy
 from agent.stamping.clock import ClockSyncProbe, clock_synchronised
 from agent.stamping.stamper import Stamper
 from fleet.config import AgentConfig, CameraConfig
+from fleet.messages import Event, RoiAdjustment
 from fleet.profiles import ProfileError, StreamKind, load_profile
 
 log = logging.getLogger("camfleet.agent")
@@ -36,6 +38,10 @@ GapListener = Callable[[Gap], None]
 
 def _ignore_gap(gap: Gap) -> None:
     """Default gap listener: the recording's gap ledger is the only record."""
+
+
+def _ignore_event(event: Event) -> None:
+    """Default event listener: without a fleet link there is no one to tell."""
 
 
 def _nothing() -> None:
@@ -53,6 +59,7 @@ class StreamPipeline:
     # (frames analysed by auditors already stopped, the current auditor): swapped as one
     # tuple so a reader never sees a count twice or not at all.
     audit: tuple[int, FrameAuditor | None] = field(default=(0, None))
+    drift: DriftConsumer | None = None  # on the stream registered: sub if any, else main
 
     @property
     def auditor(self) -> FrameAuditor | None:
@@ -68,6 +75,8 @@ class StreamPipeline:
             self.live.start()
         if self.auditor:
             self.auditor.start()
+        if self.drift:
+            self.drift.start()
         self.connection.start()
 
     def stop_ingest(self) -> None:
@@ -76,6 +85,8 @@ class StreamPipeline:
     def stop_consumers(self) -> None:
         if self.auditor:
             self.auditor.stop()
+        if self.drift:
+            self.drift.stop()
         if self.live:
             self.live.stop()
 
@@ -92,6 +103,14 @@ class StreamPipeline:
         if new is not None and running:
             new.start()
         self.audit = (before, new)
+
+    def switch_drift(self, make: Callable[[], DriftConsumer | None], running: bool) -> None:
+        """Replace the drift tracker (None: no inspection); a new one takes a new reference."""
+        if self.drift is not None:
+            self.drift.stop()
+        self.drift = make()
+        if self.drift is not None and running:
+            self.drift.start()
 
     def stats(self) -> dict[str, Any]:
         conn = self.connection.stats()
@@ -112,6 +131,7 @@ class StreamPipeline:
             "decoder": asdict(hub.decoder) if hub.decoder else None,
             "inspection": self.auditor is not None,
             "analysed": self.analysed,
+            "drift": _drift_stats(self.drift),
         }
 
 
@@ -120,13 +140,19 @@ _Phase = Literal["new", "running", "stopped"]
 
 class AgentRuntime:
     def __init__(
-        self, config: AgentConfig, snapshots: bool = True, on_gap: GapListener = _ignore_gap
+        self,
+        config: AgentConfig,
+        snapshots: bool = True,
+        on_gap: GapListener = _ignore_gap,
+        on_event: EventListener = _ignore_event,
     ) -> None:
         """`snapshots=False` leaves out the live consumer (and its keyframe decoding);
-        `on_gap` hears of every interval ingest lost (e.g. to raise a health event)."""
+        `on_gap` hears of every interval ingest lost (e.g. to raise a health event);
+        `on_event` hears of detection events (camera_moved, view_lost), from tracking threads."""
         self.config = config
         self.snapshots = snapshots
         self.on_gap = on_gap
+        self.on_event = on_event
         self.data_dir = Path(config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Create the index (schema, WAL) once here: threads opening a new database together
@@ -170,6 +196,24 @@ class AgentRuntime:
     def pipeline(self, camera: str, stream: str = "main") -> StreamPipeline | None:
         with self._lock:
             return self._pipelines.get((camera, stream))
+
+    def adjustment(self, camera: str) -> RoiAdjustment | None:
+        """How the camera's ROIs are moved now (main-stream px); None without a reference view
+        (inspection off, or no good frame yet)."""
+        drift = self._tracked(camera)
+        return drift.adjustment() if drift else None
+
+    def recapture(self, camera: str) -> bool:
+        """Take the camera's next good frame as its reference view; False if not tracked."""
+        drift = self._tracked(camera)
+        if drift:
+            drift.recapture()
+        return drift is not None
+
+    def _tracked(self, camera: str) -> DriftConsumer | None:
+        with self._lock:
+            pipelines = [self._pipelines.get((camera, s)) for s in ("sub", "main")]
+        return next((p.drift for p in pipelines if p and p.drift), None)
 
     def start(self) -> None:
         with self._changing:
@@ -241,6 +285,9 @@ class AgentRuntime:
                                                      keyframes_only=True))  # fmt: skip
             if p.stream == "main":  # detection looks at the main stream
                 p.switch_auditor(partial(self._auditor, p.hub, cam), running=False)
+        # Drift is tracked on the sub stream if there is one (streams lists it last).
+        parts[-1].switch_drift(partial(self._drift, cam, parts[-1], parts[0]), running=False)
+        for p in parts:
             if self._phase == "running":
                 p.start()
         with self._lock:
@@ -283,9 +330,11 @@ class AgentRuntime:
         with self._lock:
             self._cameras[cam.name] = cam
             main = self._pipelines.get((cam.name, "main"))
-        if main is not None:
+            tracked = self._pipelines.get((cam.name, "sub"), main)
+        if main is not None and tracked is not None:
             running = self._phase == "running"
             main.switch_auditor(partial(self._auditor, main.hub, cam), running)
+            tracked.switch_drift(partial(self._drift, cam, tracked, main), running)
         log.info("camera %s: inspection %s", cam.name, "on" if cam.inspect else "off")
 
     def _auditor(self, hub: StreamHub, cam: CameraConfig) -> FrameAuditor | None:
@@ -295,6 +344,18 @@ class AgentRuntime:
             "detect", "drop_oldest", 8, wants_frames=True, max_fps=self.config.detect_fps_for(cam)
         )
         return FrameAuditor(frames, self.data_dir)
+
+    def _drift(
+        self, cam: CameraConfig, tracked: StreamPipeline, main: StreamPipeline
+    ) -> DriftConsumer | None:
+        if not cam.inspect:
+            return None
+        frames = tracked.hub.subscribe(
+            "drift", "drop_oldest", 2, wants_frames=True, max_fps=DRIFT_FPS
+        )
+        # Registering the sub stream, the main stream's packets tell its frame size.
+        sizes = main.hub.subscribe("drift-size", "drop_oldest", 32) if tracked is not main else None
+        return DriftConsumer(cam.name, frames, self.on_event, sizes)
 
     def _gap_callbacks(
         self, camera: str, kind: StreamKind
@@ -330,6 +391,17 @@ class AgentRuntime:
             "clock_synced": self.clock.synced(),
             "disk": self._disk_use(),
         }
+
+
+def _drift_stats(drift: DriftConsumer | None) -> dict[str, Any] | None:
+    if drift is None:
+        return None
+    snapshot = drift.stats()
+    stats = asdict(snapshot)
+    for key in ("last", "adjustment"):  # pydantic models: as JSON-ready dicts
+        adj = getattr(snapshot, key)
+        stats[key] = adj.model_dump() if adj else None
+    return stats
 
 
 def _connection(cam: CameraConfig) -> tuple[str, str | None, str]:

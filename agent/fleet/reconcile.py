@@ -7,7 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from fleet.config import CameraConfig
-from fleet.messages import CameraReport, ConnectionState, DesiredState, ReportedState
+from fleet.messages import (
+    CameraReport,
+    ConnectionState,
+    DesiredState,
+    ReportedState,
+    RoiAdjustment,
+)
 
 MAX_TEXT: Final = 2000  # the protocol's free-text limit
 _STATES: Final[dict[str, ConnectionState]] = {
@@ -39,10 +45,12 @@ def reported_state(
     errors: Mapping[str, str],
     now_us: int,
 ) -> ReportedState:
-    """What runs, per wanted camera: its main stream's state and whether it is inspected.
+    """What runs, per wanted camera: its main stream's state, whether it is inspected, and the
+    adjustment its ROIs are moved by.
 
-    `streams` is the runtime's stats by "camera/stream"; `errors` says why a camera could not
-    be started (it shows as backing off, with that reason).
+    `streams` is the runtime's stats by "camera/stream" (the "drift" entry of a stream holds
+    what `AgentRuntime.adjustment` returns); `errors` says why a camera could not be started (it
+    shows as backing off, with that reason).
     """
     reports = []
     for cam in cameras:
@@ -58,12 +66,29 @@ def reported_state(
                     state=connection_state(main["state"]),
                     reason=short_text(main["reason"]) or None,
                     inspection=bool(main["inspection"]),
+                    adjustment=adjustment(streams, cam.name),
                 )
             )
     failed = short_text("; ".join(f"{name}: {why}" for name, why in sorted(errors.items())))
     return ReportedState(
         ts=now_us, desired_version=desired_version, cameras=reports, error=failed or None
     )
+
+
+def adjustment(streams: Mapping[str, Mapping[str, Any]], camera: str) -> RoiAdjustment | None:
+    """The camera's tracked adjustment from the runtime's stats, rounded to what matters for
+    placing ROIs, so that sub-pixel jitter does not make every report a new one."""
+    for kind in ("sub", "main"):
+        drift = streams.get(f"{camera}/{kind}", {}).get("drift")
+        if drift and drift.get("adjustment"):
+            adj = drift["adjustment"]
+            return RoiAdjustment(
+                dx=round(adj["dx"], 1),
+                dy=round(adj["dy"], 1),
+                angle_deg=round(adj["angle_deg"], 2),
+                scale=round(adj["scale"], 3),
+            )
+    return None
 
 
 def same_report(a: ReportedState | None, b: ReportedState) -> bool:
