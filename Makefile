@@ -34,6 +34,7 @@ demo: sysdeps venv
 bench: sysdeps venv
 	$(BIN)/python -m benchmarks.sim_serving
 	$(BIN)/python -m benchmarks.ingest
+	$(BIN)/python -m benchmarks.controller
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
