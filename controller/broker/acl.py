@@ -91,7 +91,9 @@ def _covered(filter_levels: list[str], patterns: list[list[str]], *, first: bool
     head, rest = filter_levels[0], filter_levels[1:]
     if head == "#":
         # `#` matches the parent level itself and every longer topic: one more level, then `#`.
-        return _covered([], patterns, first=first) and _covered(["+", "#"], patterns, first=first)
+        # A leading `#` has no parent level (a topic has at least one level).
+        parent = first or _covered([], patterns, first=first)
+        return parent and _covered(["+", "#"], patterns, first=first)
     live = [p for p in patterns if p]
     if head == "+":
         # The level can be any string, including one no pattern names: only wildcards cover it.
