@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from agent.fleet.reconcile import connection_state, short_text
+from agent.rate import RateMeter
 from fleet.messages import CameraStats, Capacity, Heartbeat, StreamStats
 from fleet.profiles import StreamKind
 
@@ -16,16 +17,14 @@ class HeartbeatBuilder:
 
     def __init__(self, interval_s: float, max_cameras: int) -> None:
         self.interval_s, self.max_cameras = interval_s, max_cameras
-        self._previous: dict[str, tuple[int, int]] = {}  # stream id -> (packets, at µs)
+        self._fps = RateMeter()
 
     def build(self, stats: Mapping[str, Any], now_us: int) -> Heartbeat:
         by_camera: dict[str, dict[str, Mapping[str, Any]]] = {}
         for sid, s in stats["streams"].items():
             camera, stream = sid.split("/", 1)
             by_camera.setdefault(camera, {})[stream] = s
-        self._previous = {
-            sid: prev for sid, prev in self._previous.items() if sid in stats["streams"]
-        }
+        self._fps.keep_only(set(stats["streams"]))
         cameras = [
             self._camera(camera, streams, now_us) for camera, streams in sorted(by_camera.items())
         ]
@@ -59,16 +58,13 @@ class HeartbeatBuilder:
         )
 
     def _stream(self, sid: str, kind: StreamKind, s: Mapping[str, Any], now_us: int) -> StreamStats:
-        packets = s["packets"]
-        before, at = self._previous.get(sid, (packets, now_us))
-        self._previous[sid] = (packets, now_us)
-        fps = (packets - before) * 1e6 / (now_us - at) if now_us > at else 0.0
+        fps = self._fps.rate(sid, s["packets"], now_us)
         drift_us = s["stamper"]["drift_us"]
         return StreamStats(
             stream=kind,
             state=connection_state(s["state"]),
             reason=short_text(s["reason"]) or None,
-            fps_in=max(0.0, fps),  # a restarted pipeline counts from 0 again
+            fps_in=fps or 0.0,  # 0 until a rate has been seen over one interval
             frames_stamped=s["stamper"]["frames"],
             drift_ms=None if drift_us is None else drift_us / 1000,
         )

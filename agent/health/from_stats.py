@@ -8,6 +8,7 @@ from typing import Any
 
 from agent.health.monitor import CameraHealthMonitor
 from agent.health.sample import StreamSample, expected_fps
+from agent.rate import RateMeter
 from fleet.messages import Event
 from fleet.profiles import ProfileError, StreamKind, load_profile
 
@@ -20,8 +21,9 @@ class StatsHealthWatch:
     ) -> None:
         self.profile_of = profile_of  # camera name -> its firmware profile (None: gone)
         self.monitor = monitor or CameraHealthMonitor()
-        self._last: dict[str, tuple[int, int]] = {}  # stream key -> (packets, at µs)
+        self._fps = RateMeter()
         self._cameras: set[str] = set()
+        self._fps_of_profile: dict[tuple[str, str], float | None] = {}  # fixed files
 
     def __call__(self, stats: Mapping[str, Any], now_us: int) -> Iterable[Event]:
         events: list[Event] = []
@@ -29,7 +31,7 @@ class StatsHealthWatch:
         for key, stream in stats["streams"].items():
             camera, _, kind = key.partition("/")
             seen.add(camera)
-            fps = self._fps(key, stream["packets"], now_us)
+            fps = self._fps.rate(key, stream["packets"], now_us)
             sample = StreamSample(
                 stream=kind,  # runtime keys are camera/main or camera/sub
                 state=stream["state"],
@@ -43,25 +45,17 @@ class StatsHealthWatch:
             events.extend(self.monitor.observe(camera, sample, now_us))
         for gone in self._cameras - seen:
             self.monitor.forget(gone)
-            for key in [k for k in self._last if k.startswith(f"{gone}/")]:
-                del self._last[key]
+        self._fps.keep_only(set(stats["streams"]))
         self._cameras = seen
         return events
-
-    def _fps(self, key: str, packets: int, now_us: int) -> float | None:
-        """Packets (frames) per second since the last look; None on the first look or after
-        the counter restarted."""
-        last = self._last.get(key)
-        self._last[key] = (packets, now_us)
-        if last is None or now_us <= last[1] or packets < last[0]:
-            return None
-        return (packets - last[0]) / ((now_us - last[1]) / 1e6)
 
     def _expected(self, camera: str, kind: StreamKind) -> float | None:
         name = self.profile_of(camera)
         if name is None:
             return None
-        try:
-            return expected_fps(load_profile(name), kind)
-        except ProfileError:
-            return None
+        if (name, kind) not in self._fps_of_profile:
+            try:
+                self._fps_of_profile[name, kind] = expected_fps(load_profile(name), kind)
+            except ProfileError:
+                self._fps_of_profile[name, kind] = None
+        return self._fps_of_profile[name, kind]

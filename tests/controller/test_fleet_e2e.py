@@ -145,8 +145,7 @@ def test_enroll_assign_event_with_clip_inspection_and_revoke(tmp_path: Path, pro
 
             wait_for(reported_off, timeout=20, what="inspection off reported")
             before = analysed()
-            wait_for(lambda: httpx.get(f"{sim.http}/cameras").json()[0]["frames_sent"] > 0, 5)
-            time.sleep(0)  # analysed must not move while packets do: compare over 2 s of video
+            # Analysed must not move while packets do: compare over 20 more packets.
             packets = httpx.get(f"{agent.http}/stats").json()["streams"]["cam1/main"]["packets"]
             wait_for(lambda: httpx.get(f"{agent.http}/stats").json()["streams"]["cam1/main"]
                      ["packets"] > packets + 20, timeout=10, what="packets flowing")  # fmt: skip
