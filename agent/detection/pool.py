@@ -1,6 +1,8 @@
 """A pool of TFLite interpreters shared by all of an agent's cameras.
 
-Interpreters are not thread-safe, so each worker thread owns one. Jobs wait in a bounded queue
+Interpreters are not thread-safe, so each worker thread owns its own, one per model: cameras may
+run different models (each trained on its own footage), and a worker loads a model the first
+time it gets a job for it. Jobs wait in a bounded queue
 served round robin by owner (a camera), so one owner's backlog delays another's job by at most a
 job each; `try_submit` never blocks: when the queue is full it returns None and the caller counts
 a skip, so a slow model can never hold up ingest or recording.
@@ -35,37 +37,67 @@ class InferenceResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelInput:
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+
+@dataclass(frozen=True, slots=True)
 class _Job:
+    model: str
     x: NDArray[Any]
     future: Future[InferenceResult]
 
 
+@dataclass(frozen=True, slots=True)
+class _Model:
+    source: ModelSource
+    input: ModelInput
+
+
 class InferencePool:
-    def __init__(
-        self, model: ModelSource, size: int | None = None, queue_size: int | None = None
-    ) -> None:
-        """`size` interpreters (default: cores) and a queue of `queue_size` jobs (default: four
-        per interpreter, so the ROIs of a frame fit in at once)."""
+    def __init__(self, size: int | None = None, queue_size: int | None = None) -> None:
+        """`size` worker threads (default: cores) and a queue of `queue_size` jobs (default: four
+        per worker, so the ROIs of a frame fit in at once)."""
         size = (os.cpu_count() or 1) if size is None else size
         queue_size = 4 * size if queue_size is None else queue_size
         if size < 1 or queue_size < 1:
             raise InferencePoolError(f"size and queue_size must be >= 1, got {size}, {queue_size}")
-        # Loaded here so a bad model fails the constructor, not a worker thread.
-        interpreters = [load_interpreter(model) for _ in range(size)]
-        detail = interpreters[0].get_input_details()[0]
-        self.input_shape: tuple[int, ...] = tuple(int(d) for d in detail["shape"])
-        self.input_dtype: np.dtype[Any] = np.dtype(detail["dtype"])
         self.size, self.queue_size = size, queue_size
+        self._models: dict[str, _Model] = {}
         self._queues: dict[str, deque[_Job]] = {}  # by owner, in serving order
         self._queued = 0
         self._ready = threading.Condition(threading.Lock())
         self._closed = False
         self._threads = [
-            threading.Thread(target=self._run, args=(it,), name=f"inference-{i}", daemon=True)
-            for i, it in enumerate(interpreters)
+            threading.Thread(target=self._run, name=f"inference-{i}", daemon=True)
+            for i in range(size)
         ]
         for thread in self._threads:
             thread.start()
+
+    def add_model(self, key: str, model: ModelSource) -> ModelInput:
+        """Make `model` available under `key` (a content hash, say); loaded once here so a bad
+        model fails this call, not a worker thread. Adding a key again is a no-op."""
+        with self._ready:
+            known = self._models.get(key)
+        if known is not None:
+            return known.input
+        detail = load_interpreter(model).get_input_details()[0]
+        entry = _Model(
+            model,
+            ModelInput(tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"])),
+        )
+        with self._ready:
+            self._models.setdefault(key, entry)
+        return entry.input
+
+    def model_input(self, key: str) -> ModelInput:
+        with self._ready:
+            entry = self._models.get(key)
+        if entry is None:
+            raise InferencePoolError(f"no model {key!r} in the pool")
+        return entry.input
 
     @property
     def capacity(self) -> int:
@@ -77,11 +109,14 @@ class InferencePool:
         with self._ready:
             return self._queued
 
-    def try_submit(self, x: NDArray[Any], owner: str = "") -> Future[InferenceResult] | None:
-        """Queue one input tensor for `owner`; None, at once, when the queue is full."""
-        if x.shape != self.input_shape or x.dtype != self.input_dtype:
+    def try_submit(
+        self, model: str, x: NDArray[Any], owner: str = ""
+    ) -> Future[InferenceResult] | None:
+        """Queue one input tensor of `model` for `owner`; None, at once, when the queue is full."""
+        expected = self.model_input(model)
+        if x.shape != expected.shape or x.dtype != expected.dtype:
             raise InferencePoolError(
-                f"input must be {self.input_dtype} {self.input_shape}, got {x.dtype} {x.shape}"
+                f"input must be {expected.dtype} {expected.shape}, got {x.dtype} {x.shape}"
             )
         with self._ready:
             if self._closed:
@@ -89,7 +124,7 @@ class InferencePool:
             if self._queued >= self.queue_size:
                 return None
             future: Future[InferenceResult] = Future()
-            self._queues.setdefault(owner, deque()).append(_Job(x, future))
+            self._queues.setdefault(owner, deque()).append(_Job(model, x, future))
             self._queued += 1
             self._ready.notify()
             return future
@@ -121,13 +156,20 @@ class InferencePool:
             self._queued -= 1
             return job
 
-    def _run(self, interpreter: Interpreter) -> None:
-        x_index = interpreter.get_input_details()[0]["index"]
-        y_index = interpreter.get_output_details()[0]["index"]
+    def _run(self) -> None:
+        interpreters: dict[str, tuple[Interpreter, int, int]] = {}  # this thread's own
         while (job := self._take()) is not None:
             if not job.future.set_running_or_notify_cancel():
                 continue
             try:
+                if job.model not in interpreters:
+                    with self._ready:
+                        source = self._models[job.model].source
+                    it = load_interpreter(source)
+                    indices = (it.get_input_details()[0]["index"],
+                               it.get_output_details()[0]["index"])  # fmt: skip
+                    interpreters[job.model] = (it, *indices)
+                interpreter, x_index, y_index = interpreters[job.model]
                 interpreter.set_tensor(x_index, job.x)
                 start = time.perf_counter()
                 interpreter.invoke()

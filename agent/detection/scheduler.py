@@ -6,7 +6,9 @@ detect fps; per ROI: the change gate, then the pool. Fairness: a camera may hold
 share of the pool's capacity (running plus queued jobs), so a busy camera fills only its share
 and the others' jobs still find room, and the pool serves the cameras round robin, so they do
 not wait behind its backlog either. Whatever finds no room is skipped and counted: the caller
-is never made to wait. Scores arrive through `on_score` on a pool thread.
+is never made to wait. Each camera brings its own analyser (its model in the pool and how a crop
+becomes that model's input); raw outputs arrive through `on_output` on a pool thread, where the
+camera's detector judges them.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
-import numpy as np
 from numpy.typing import NDArray
 
 from agent.detection.gate import ChangeGate, GateSettings
@@ -31,7 +32,20 @@ from fleet.messages import Box
 
 log = logging.getLogger("camfleet.agent.detection")
 
-Preprocess = Callable[[Luma, Mask, tuple[int, ...]], NDArray[Any]]
+
+class Analyser(Protocol):
+    """What the scheduler needs of a camera's model."""
+
+    @property
+    def model_key(self) -> str: ...  # the model's key in the inference pool
+
+    def prepare(self, roi: str, crop: Luma, mask: Mask) -> Prepared: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    x: NDArray[Any]  # the model's input
+    brightness: float  # of the crop inside the polygon
 
 
 class SchedulerError(ValueError):
@@ -45,26 +59,14 @@ class PlacedRoi:
 
 
 @dataclass(frozen=True, slots=True)
-class RoiScore:
+class RoiOutput:
     camera: str
     roi: str
     stamp_us: int  # the analysed frame's capture stamp
-    score: float  # the maximum of the model's output
+    output: NDArray[Any]  # the model's output for the crop
+    brightness: float
+    box: Box  # the crop in pixels of the analysed frame
     invoke_ms: float
-
-
-def fit_to_input(crop: Luma, mask: Mask, shape: tuple[int, ...]) -> NDArray[np.float32]:
-    """The default preprocessing: (1, H, W, C) float32 in [0, 1], nearest-neighbour resampled,
-    zero outside the polygon, luma repeated over the C channels."""
-    if len(shape) != 4 or shape[0] != 1:
-        raise SchedulerError(f"fit_to_input needs a (1, H, W, C) model input, got {shape}")
-    _, h, w, _ = shape
-    rows = (np.arange(h) * crop.shape[0]) // h
-    cols = (np.arange(w) * crop.shape[1]) // w
-    picked = np.where(mask[np.ix_(rows, cols)], crop[np.ix_(rows, cols)], 0)
-    x = np.empty(shape, np.float32)
-    x[0] = (picked.astype(np.float32) / 255.0)[:, :, None]
-    return x
 
 
 class PoolStats(TypedDict):
@@ -121,6 +123,7 @@ class _Roi:
 
 @dataclass
 class _Camera:
+    analyser: Analyser
     bucket: StampBucket
     rois: dict[str, _Roi]
     lock: threading.Lock  # one frame at a time per camera: gates are stateful
@@ -130,19 +133,20 @@ class DetectScheduler:
     def __init__(
         self,
         pool: InferencePool,
-        on_score: Callable[[RoiScore], None],
+        on_output: Callable[[RoiOutput], None],
         gate_settings: GateSettings | None = None,
-        preprocess: Preprocess = fit_to_input,
     ) -> None:
-        self._pool, self._on_score = pool, on_score
-        self._gate_settings, self._preprocess = gate_settings or GateSettings(), preprocess
+        self._pool, self._on_output = pool, on_output
+        self._gate_settings = gate_settings or GateSettings()
         self._cameras: dict[str, _Camera] = {}
         self._lock = threading.Lock()
         self.stats = DetectStats()
 
-    def add_camera(self, camera: str, fps: float) -> None:
-        """Start (or restart, with fresh gates) analysing `camera` at `fps` detect frames/s."""
-        state = _Camera(StampBucket(fps), {}, threading.Lock())
+    def add_camera(self, camera: str, fps: float, analyser: Analyser) -> None:
+        """Start (or restart, with fresh gates) analysing `camera` at `fps` detect frames/s;
+        the analyser's model must be in the pool."""
+        self._pool.model_input(analyser.model_key)
+        state = _Camera(analyser, StampBucket(fps), {}, threading.Lock())
         with self._lock:
             self._cameras[camera] = state
 
@@ -204,17 +208,17 @@ class DetectScheduler:
             return "gated"
         if self.stats.in_flight(camera) >= share:
             return "skipped"
-        x = self._preprocess(crop, mask, self._pool.input_shape)
-        future = self._pool.try_submit(x, owner=camera)
+        prepared = state.analyser.prepare(roi.name, crop, mask)
+        future = self._pool.try_submit(state.analyser.model_key, prepared.x, owner=camera)
         if future is None:
             return "skipped"
         self.stats.roi(camera, roi.name, "analysed")  # before the callback can count its end
-        future.add_done_callback(partial(self._deliver, camera, roi.name, stamp_us))
+        job = _Delivery(camera, roi.name, stamp_us, prepared.brightness, box)
+        future.add_done_callback(partial(self._deliver, job))
         return "analysed"
 
-    def _deliver(
-        self, camera: str, roi: str, stamp_us: int, future: Future[InferenceResult]
-    ) -> None:
+    def _deliver(self, job: _Delivery, future: Future[InferenceResult]) -> None:
+        camera, roi = job.camera, job.roi
         if future.cancelled():  # the pool closed first
             self.stats.result(camera, roi, None)
             return
@@ -225,5 +229,14 @@ class DetectScheduler:
             return
         result = future.result()
         self.stats.result(camera, roi, result.invoke_ms)
-        score = float(np.max(result.output))
-        self._on_score(RoiScore(camera, roi, stamp_us, score, result.invoke_ms))
+        self._on_output(RoiOutput(camera, roi, job.stamp_us, result.output, job.brightness,
+                                  job.box, result.invoke_ms))  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    camera: str
+    roi: str
+    stamp_us: int
+    brightness: float
+    box: Box

@@ -19,11 +19,11 @@ from agent.detection.scheduler import (
     DetectScheduler,
     PlacedRoi,
     PoolStats,
-    RoiScore,
+    Prepared,
+    RoiOutput,
     SchedulerError,
     SchedulerStats,
     StampBucket,
-    fit_to_input,
 )
 from agent.detection.stats import DetectStats, InvokeTimes
 from fleet.messages import CameraStats
@@ -56,16 +56,41 @@ def still_frame() -> Luma:
     return frame
 
 
+def fit_to_input(
+    crop: Luma, mask: NDArray[np.bool_], shape: tuple[int, ...]
+) -> NDArray[np.float32]:
+    """(1, H, W, C) float32 in [0, 1], nearest-neighbour resampled, zero outside the polygon."""
+    _, h, w, _ = shape
+    rows = (np.arange(h) * crop.shape[0]) // h
+    cols = (np.arange(w) * crop.shape[1]) // w
+    picked = np.where(mask[np.ix_(rows, cols)], crop[np.ix_(rows, cols)], 0)
+    x = np.empty(shape, np.float32)
+    x[0] = (picked.astype(np.float32) / 255.0)[:, :, None]
+    return x
+
+
+class Analyser:
+    """A test model's analyser: its key in the pool and a plain resampling."""
+
+    def __init__(self, pool: InferencePool, model: ConvModel | None = None) -> None:
+        """`model` None: the one the pool already holds under "m"."""
+        self.model_key = "m"
+        self.shape = (pool.add_model("m", model.content) if model else pool.model_input("m")).shape
+
+    def prepare(self, roi: str, crop: Luma, mask: NDArray[np.bool_]) -> Prepared:
+        return Prepared(fit_to_input(crop, mask, self.shape), float(crop[mask].mean()))
+
+
 class Scores:
     def __init__(self) -> None:
-        self.items: list[RoiScore] = []
+        self.items: list[RoiOutput] = []
         self._lock = threading.Lock()
 
-    def __call__(self, score: RoiScore) -> None:
+    def __call__(self, score: RoiOutput) -> None:
         with self._lock:
             self.items.append(score)
 
-    def of(self, camera: str) -> list[RoiScore]:
+    def of(self, camera: str) -> list[RoiOutput]:
         with self._lock:
             return [s for s in self.items if s.camera == camera]
 
@@ -82,7 +107,8 @@ def slow() -> ConvModel:
 
 @pytest.fixture
 def small_pool(small: ConvModel) -> Iterator[InferencePool]:
-    pool = InferencePool(small.content, size=2)  # room for 8 jobs: a frame's ROIs fit
+    pool = InferencePool(size=2)  # room for 8 jobs: a frame's ROIs fit
+    pool.add_model("m", small.content)
     yield pool
     pool.close()
 
@@ -102,7 +128,8 @@ def test_scores_carry_the_frame_stamp_and_the_model_output(
 ) -> None:
     scores = Scores()
     scheduler = DetectScheduler(small_pool, scores, QUIET)
-    scheduler.add_camera("cam1", fps=5)
+    analyser = Analyser(small_pool)
+    scheduler.add_camera("cam1", fps=5, analyser=analyser)
     frame = busy_frames(1, 1)[0]
     triangle = PlacedRoi("door", np.array([[100.5, 50.0], [300.0, 60.0], [180.0, 250.25]]))
     scheduler.offer("cam1", 1_700_000_000_000_000, frame, [triangle])
@@ -112,27 +139,18 @@ def test_scores_carry_the_frame_stamp_and_the_model_output(
     crop = frame[50:251, 100:300]  # crop_box of the triangle: x 100..300, y 50..251
     box = crop_box(triangle.points, W, H)
     assert box is not None and (box.x, box.y, box.w, box.h) == (100, 50, 200, 201)
-    x = fit_to_input(crop, polygon_mask(triangle.points, box), SMALL)
-    assert score.score == pytest.approx(float(small.expected(x).max()), rel=1e-4)
+    mask = polygon_mask(triangle.points, box)
+    x = fit_to_input(crop, mask, SMALL)
+    np.testing.assert_allclose(score.output, small.expected(x), atol=1e-4)
+    assert score.box == box and score.brightness == pytest.approx(float(crop[mask].mean()))
     assert score.invoke_ms > 0
-
-
-def test_fit_to_input_samples_masks_and_scales() -> None:
-    crop = np.arange(16, dtype=np.uint8).reshape(4, 4) * 10
-    mask = np.ones((4, 4), bool)
-    mask[0, 0] = False
-    x = fit_to_input(crop, mask, (1, 2, 2, 3))
-    assert x.shape == (1, 2, 2, 3) and x.dtype == np.float32
-    np.testing.assert_allclose(x[0, :, :, 1], np.array([[0, 20], [80, 100]]) / 255)
-    assert (x[..., 0] == x[..., 2]).all()
-    with pytest.raises(SchedulerError, match=r"needs a \(1, H, W, C\) model input"):
-        fit_to_input(crop, mask, (2, 2))
 
 
 def test_still_frames_are_gated_and_never_inferred(small_pool: InferencePool) -> None:
     scores = Scores()
     scheduler = DetectScheduler(small_pool, scores, QUIET)
-    scheduler.add_camera("cam1", fps=5)
+    analyser = Analyser(small_pool)
+    scheduler.add_camera("cam1", fps=5, analyser=analyser)
     for i in range(20):
         scheduler.offer("cam1", i * 200_000, still_frame(), THREE_ROIS)
     settled(scheduler, "cam1")
@@ -147,7 +165,8 @@ def test_still_frames_are_gated_and_never_inferred(small_pool: InferencePool) ->
 
 def test_camera_is_held_to_its_detect_fps_by_frame_stamps(small_pool: InferencePool) -> None:
     scheduler = DetectScheduler(small_pool, Scores(), QUIET)
-    scheduler.add_camera("cam1", fps=5)
+    analyser = Analyser(small_pool)
+    scheduler.add_camera("cam1", fps=5, analyser=analyser)
     for i in range(30):  # 15 fps, stamps in whole µs
         scheduler.offer("cam1", 1_000 + i * 66_667, still_frame(), THREE_ROIS)
     cam = scheduler.stats.snapshot()["cam1"]
@@ -165,11 +184,12 @@ def test_stamp_bucket_admits_the_average_rate_despite_jitter() -> None:
 def test_busy_camera_cannot_starve_a_calm_one() -> None:
     # One interpreter at ~7 ms a job: room for ~140 jobs/s, of which the calm camera needs 5
     # and the busy one asks for 300. Capacity 5 jobs, so each camera may hold 2.
-    pool = InferencePool(conv_model(SLOW, [32] * 6).content, size=1, queue_size=4)
+    pool = InferencePool(size=1, queue_size=4)
+    analyser = Analyser(pool, conv_model(SLOW, [32] * 6))
     scores = Scores()
     scheduler = DetectScheduler(pool, scores, QUIET)
-    scheduler.add_camera("busy", fps=1000)
-    scheduler.add_camera("calm", fps=5)
+    scheduler.add_camera("busy", fps=1000, analyser=analyser)
+    scheduler.add_camera("calm", fps=5, analyser=analyser)
     stop = threading.Event()
 
     def flood() -> None:
@@ -201,10 +221,11 @@ def test_busy_camera_cannot_starve_a_calm_one() -> None:
 
 
 def test_saturated_pool_skips_and_offer_never_waits(slow: ConvModel) -> None:
-    pool = InferencePool(slow.content, size=1, queue_size=1)
+    pool = InferencePool(size=1, queue_size=1)
+    analyser = Analyser(pool, slow)
     scores = Scores()
     scheduler = DetectScheduler(pool, scores, QUIET)
-    scheduler.add_camera("cam1", fps=1000)
+    scheduler.add_camera("cam1", fps=1000, analyser=analyser)
     frames, durations = busy_frames(4), []
     for i in range(300):
         start = time.perf_counter()
@@ -228,11 +249,12 @@ def test_bad_input_is_a_clear_error_and_the_scheduler_keeps_serving(
     small_pool: InferencePool,
 ) -> None:
     scheduler = DetectScheduler(small_pool, Scores(), QUIET)
+    analyser = Analyser(small_pool)
     with pytest.raises(SchedulerError, match="detect fps must be > 0"):
-        scheduler.add_camera("cam1", fps=0)
+        scheduler.add_camera("cam1", fps=0, analyser=analyser)
     with pytest.raises(SchedulerError, match="'cam9' is not being analysed"):
         scheduler.offer("cam9", 0, still_frame(), THREE_ROIS)
-    scheduler.add_camera("cam1", fps=5)
+    scheduler.add_camera("cam1", fps=5, analyser=analyser)
     with pytest.raises(SchedulerError, match="luma must be 2-D"):
         scheduler.offer("cam1", 0, np.zeros((H, W, 3), np.uint8), THREE_ROIS)
     outside = [rect("gone", 700, 400, 800, 500), PlacedRoi("flat", np.array([[5.0, 5], [9, 5]]))]

@@ -31,20 +31,27 @@ def slow() -> ConvModel:
     return conv_model(SLOW, [64] * 6)  # tens of ms per invoke
 
 
+def pool_of(model: bytes, size: int | None = None, queue_size: int | None = None) -> InferencePool:
+    """A pool holding one model, under the key "m"."""
+    pool = InferencePool(size, queue_size)
+    pool.add_model("m", model)
+    return pool
+
+
 def wait_result(future: Future[InferenceResult]) -> InferenceResult:
     return future.result(timeout=10)
 
 
 def test_results_match_numpy_from_many_threads(small: ConvModel) -> None:
-    pool = InferencePool(small.content, size=2, queue_size=64)
-    assert pool.input_shape == SMALL and pool.capacity == 66
+    pool = pool_of(small.content, size=2, queue_size=64)
+    assert pool.model_input("m").shape == SMALL and pool.capacity == 66
     rng = np.random.default_rng(3)
     inputs = [rng.random(SMALL, dtype=np.float32) for _ in range(48)]
     futures: list[Future[InferenceResult] | None] = [None] * len(inputs)
 
     def submit(part: int) -> None:  # three submitters race for two interpreters
         for i in range(part, len(inputs), 3):
-            futures[i] = pool.try_submit(inputs[i])
+            futures[i] = pool.try_submit("m", inputs[i])
 
     threads = [threading.Thread(target=submit, args=(p,)) for p in range(3)]
     for t in threads:
@@ -62,15 +69,15 @@ def test_results_match_numpy_from_many_threads(small: ConvModel) -> None:
 
 
 def test_full_queue_refuses_at_once_and_never_blocks(slow: ConvModel) -> None:
-    pool = InferencePool(slow.content, size=1, queue_size=2)
+    pool = pool_of(slow.content, size=1, queue_size=2)
     x = np.random.default_rng(4).random(SLOW, dtype=np.float32)
     try:
-        first = pool.try_submit(x)
+        first = pool.try_submit("m", x)
         assert first is not None
         durations, accepted = [], [first]
         for _ in range(20):
             start = time.perf_counter()
-            future = pool.try_submit(x)
+            future = pool.try_submit("m", x)
             durations.append(time.perf_counter() - start)
             if future is not None:
                 accepted.append(future)
@@ -80,13 +87,13 @@ def test_full_queue_refuses_at_once_and_never_blocks(slow: ConvModel) -> None:
         results = [wait_result(f) for f in accepted]
         assert min(r.invoke_ms for r in results) > 5  # really slow: the refusals were real
         np.testing.assert_allclose(results[0].output, slow.expected(x), rtol=1e-3, atol=1e-3)
-        assert pool.try_submit(x) is not None  # room again once the backlog is done
+        assert pool.try_submit("m", x) is not None  # room again once the backlog is done
     finally:
         pool.close()
 
 
 def test_owners_are_served_round_robin(slow: ConvModel) -> None:
-    pool = InferencePool(slow.content, size=1, queue_size=8)
+    pool = pool_of(slow.content, size=1, queue_size=8)
     x = np.zeros(SLOW, np.float32)
     finished: list[str] = []
 
@@ -94,11 +101,11 @@ def test_owners_are_served_round_robin(slow: ConvModel) -> None:
         finished.append(owner)
 
     try:
-        busy = pool.try_submit(x, owner="busy")  # the worker takes this one at once
+        busy = pool.try_submit("m", x, owner="busy")  # the worker takes this one at once
         assert busy is not None
         wait_for(lambda: busy.running() or busy.done(), 10, 0.001, what="the first job to start")
-        jobs = [("busy", pool.try_submit(x, owner="busy")) for _ in range(4)]
-        jobs.append(("calm", pool.try_submit(x, owner="calm")))
+        jobs = [("busy", pool.try_submit("m", x, owner="busy")) for _ in range(4)]
+        jobs.append(("calm", pool.try_submit("m", x, owner="calm")))
         assert pool.depth() == 5
         for owner, future in jobs:
             assert future is not None
@@ -112,15 +119,15 @@ def test_owners_are_served_round_robin(slow: ConvModel) -> None:
 
 
 def test_close_cancels_queued_jobs_and_refuses_new_ones(slow: ConvModel) -> None:
-    pool = InferencePool(slow.content, size=1, queue_size=4)
+    pool = pool_of(slow.content, size=1, queue_size=4)
     x = np.zeros(SLOW, np.float32)
-    futures = [pool.try_submit(x) for _ in range(4)]
+    futures = [pool.try_submit("m", x) for _ in range(4)]
     pool.close()
     done = [f for f in futures if f is not None]
     assert len(done) == 4 and all(f.done() for f in done)
     assert any(f.cancelled() for f in done)
     with pytest.raises(InferencePoolError, match="pool is closed"):
-        pool.try_submit(x)
+        pool.try_submit("m", x)
 
 
 @pytest.mark.parametrize(
@@ -131,11 +138,11 @@ def test_close_cancels_queued_jobs_and_refuses_new_ones(slow: ConvModel) -> None
     ],
 )
 def test_bad_input_is_a_clear_error(small: ConvModel, x: NDArray[Any], message: str) -> None:
-    pool = InferencePool(small.content, size=1)
+    pool = pool_of(small.content, size=1)
     try:
         with pytest.raises(InferencePoolError, match=message):
-            pool.try_submit(x)
-        future = pool.try_submit(np.zeros(SMALL, np.float32))  # still serving
+            pool.try_submit("m", x)
+        future = pool.try_submit("m", np.zeros(SMALL, np.float32))  # still serving
         assert future is not None and wait_result(future).invoke_ms > 0
     finally:
         pool.close()
@@ -143,15 +150,42 @@ def test_bad_input_is_a_clear_error(small: ConvModel, x: NDArray[Any], message: 
 
 def test_bad_pool_settings_and_models(small: ConvModel) -> None:
     with pytest.raises(InferencePoolError, match="must be >= 1"):
-        InferencePool(small.content, size=0)
+        pool_of(small.content, size=0)
     with pytest.raises(InferencePoolError, match="must be >= 1"):
-        InferencePool(small.content, size=1, queue_size=0)
-    with pytest.raises(LiteRTError, match="cannot load model of"):
-        InferencePool(b"not a model" * 10, size=1)
+        pool_of(small.content, size=1, queue_size=0)
+    pool = InferencePool(size=1)
+    try:
+        with pytest.raises(LiteRTError, match="cannot load model of"):
+            pool.add_model("m", b"not a model" * 10)
+        with pytest.raises(InferencePoolError, match="no model 'm' in the pool"):
+            pool.try_submit("m", np.zeros(SMALL, np.float32))
+    finally:
+        pool.close()
+
+
+def test_cameras_with_different_models_share_the_workers(small: ConvModel) -> None:
+    other = conv_model((1, 24, 40, 1), [4, 4], seed=7)
+    pool = InferencePool(size=2, queue_size=16)
+    try:
+        assert pool.add_model("a", small.content).shape == SMALL
+        assert pool.add_model("b", other.content).shape == (1, 24, 40, 1)
+        assert pool.add_model("a", b"ignored: the key is known").shape == SMALL
+        rng = np.random.default_rng(5)
+        jobs = []
+        for i in range(12):
+            key, model = ("a", small) if i % 2 else ("b", other)
+            x = rng.random(pool.model_input(key).shape, dtype=np.float32)
+            future = pool.try_submit(key, x, owner=key)
+            assert future is not None
+            jobs.append((model, x, future))
+        for model, x, future in jobs:
+            np.testing.assert_allclose(wait_result(future).output, model.expected(x), atol=1e-4)
+    finally:
+        pool.close()
 
 
 def test_default_size_is_the_core_count(small: ConvModel) -> None:
-    pool = InferencePool(small.content)
+    pool = pool_of(small.content)
     try:
         assert pool.size == (os.cpu_count() or 1) and pool.queue_size == 4 * pool.size
     finally:
