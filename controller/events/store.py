@@ -27,9 +27,19 @@ _EVENT_COLUMNS: Final = (
     "id", "agent_id", "camera", "roi_id", "kind", "start_us", "end_us", "peak_us", "peak_score",
     "detail", "box", "model_version", "adjustment", "clip_id", "received_us",
 )  # fmt: skip
+# An ROI event is sent when it opens and again when it closes, under the same id: the later
+# state (from the same agent and camera, ending later or now naming its clip) replaces what was
+# stored; any other repeat is ignored.
 _INSERT: Final = (
-    f"INSERT OR IGNORE INTO events ({', '.join(_EVENT_COLUMNS)})"
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})"
+    " ON CONFLICT(id) DO UPDATE SET end_us = excluded.end_us, peak_us = excluded.peak_us,"
+    " peak_score = excluded.peak_score, detail = excluded.detail, box = excluded.box,"
+    " adjustment = excluded.adjustment, clip_id = coalesce(excluded.clip_id, events.clip_id)"
+    " WHERE excluded.agent_id = events.agent_id AND excluded.camera = events.camera"
+    " AND excluded.kind = events.kind AND excluded.start_us = events.start_us"
+    " AND (excluded.end_us > events.end_us"
+    " OR (excluded.clip_id IS NOT NULL AND events.clip_id IS NULL))"
 )
 # An event's clip is its own, or else a complete clip whose manifest names the event; the outer
 # query says whether that clip is complete. Columns are named as EventRecord's fields.
@@ -63,11 +73,12 @@ class EventStore:
 
     def store(self, agent_id: str, event: Event, received_us: int) -> bool:
         """Store an event; False if its id was already stored (the repeat is ignored, even if
-        its content differs, and counted)."""
+        its content differs, and counted) — unless it is a later state of the same event (see
+        _INSERT), which replaces the stored one."""
         return self.store_many([(agent_id, event, received_us)]) == 1
 
     def store_many(self, items: Sequence[tuple[str, Event, int]]) -> int:
-        """Store a batch in one transaction; the number of events that were new."""
+        """Store a batch in one transaction; the number of events that were new or updated."""
         rows = [_row(agent_id, event, received_us) for agent_id, event, received_us in items]
         with self._db.write() as conn:
             new = conn.executemany(_INSERT, rows).rowcount

@@ -393,3 +393,21 @@ def test_concurrent_writers_store_each_id_exactly_once(store: EventStore) -> Non
     counts = store.counts()
     assert counts["total"] == len(events)
     assert counts["duplicates"] == (writers - 1) * len(events)
+
+
+def test_a_closing_roi_event_updates_the_one_sent_when_it_opened(store: EventStore) -> None:
+    opened = make_event(peak_score=0.9)
+    assert store.store("edge-01", opened, received_us=10) is True
+    closed = opened.model_copy(
+        update={"end_us": opened.end_us + 3_000_000, "peak_score": 2.5, "clip_id": uuid.uuid4()}
+    )
+    assert store.store("edge-02", closed, received_us=20) is False  # not the same agent's
+    assert store.store("edge-01", closed, received_us=20) is True
+    assert store.store("edge-01", closed, received_us=30) is False  # a plain repeat
+    assert store.store("edge-01", opened, received_us=40) is False  # an older state
+    record = store.get(opened.id)
+    assert record is not None
+    assert (record.end_us, record.peak_score, record.clip_id) == (
+        closed.end_us, 2.5, closed.clip_id,
+    )  # fmt: skip
+    assert record.received_us == 10 and store.counts()["duplicates"] == 3
