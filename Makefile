@@ -11,6 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python scripts/fetch-pose-backbone.py
 	touch $@
 
 venv: $(VENV)/.installed
