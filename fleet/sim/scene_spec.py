@@ -85,10 +85,20 @@ class SceneSpec:
     drift_deg: float
     # (at_s, dx, dy, angle_deg): a sudden camera shift, held until the loop ends
     shifts: tuple[tuple[float, float, float, float], ...]
+    # Another take of the same place: drift, lighting, passers-by and noise drawn afresh, the
+    # background and the anomalies kept (so a model trained on one take is tested on another).
+    variant: int = 0
+    # Canvas border (px) around the frame; None: just enough for the drift and shifts. Takes of
+    # one place must share it: the background is laid out on the canvas.
+    margin_px: int | None = None
+
+    def rng(self, stream: int) -> np.random.Generator:
+        """The random stream of one aspect that varies between takes."""
+        return seeded_rng(self.seed, stream, *((self.variant,) if self.variant else ()))
 
     def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise SceneError(f"seed must be >= 0, got {self.seed}")
+        if self.seed < 0 or self.variant < 0:
+            raise SceneError(f"seed and variant must be >= 0: {self.seed}, {self.variant}")
         if self.width < 32 or self.height < 32 or self.width % 2 or self.height % 2:
             raise SceneError(f"frame size must be even and >= 32: {self.width}x{self.height}")
         if not (self.fps > 0 and self.frame_count > 0):

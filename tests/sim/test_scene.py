@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleet.sim.render.renderer import canvas_margin
 from fleet.sim.scene import (
     ANOMALY_KINDS,
     DEFAULT_REGIONS,
@@ -232,3 +233,21 @@ def test_bad_parts_are_refused() -> None:
         AnomalySpec("occlusion", Region(0.1, 0.1, 0.2, 0.2), 2.0, 1.0)
     with pytest.raises(SceneError, match="gop"):
         default_scene(1, W, H, FPS, 0)
+
+
+def test_another_take_of_a_place_keeps_its_background_and_anomalies() -> None:
+    spec = default_scene(11, W, H, FPS, 10, 8.0, sudden_shift=True)
+    spec = dataclasses.replace(spec, margin_px=canvas_margin(spec))
+    normal = dataclasses.replace(spec, anomalies=(), shifts=())
+    one, two = (SceneRenderer(dataclasses.replace(normal, variant=v)) for v in (1, 2))
+    # Other passers-by, drift and light: the frames differ...
+    assert one.pose(20) != two.pose(20)
+    assert np.abs(one.render(20)[0].astype(int) - two.render(20)[0]).mean() > 1
+    # ...but it is the same place: undo each take's pose and the views match.
+    a = one.render(0)[0].astype(float)
+    b = two.render(0)[0].astype(float)
+    dx, dy = phase_shift(a, b)
+    p1, p2 = one.pose(0), two.pose(0)
+    assert (dx, dy) == pytest.approx((p2.dx - p1.dx, p2.dy - p1.dy), abs=1.0)
+    with pytest.raises(SceneError, match="variant must be >= 0"):
+        dataclasses.replace(normal, variant=-1)

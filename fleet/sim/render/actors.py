@@ -48,7 +48,7 @@ def _crossing(
 
 def movers(spec: SceneSpec, margin: int) -> list[Mover]:
     """Two cars on the road and 3-4 people on the plaza, each crossing at its own pace."""
-    rng = seeded_rng(spec.seed, STREAM_MOVERS)
+    rng = spec.rng(STREAM_MOVERS)
     h, w = spec.height, spec.width
     canvas_w = w + 2 * margin
     lanes = [("car", margin + 0.85 * h, 0.0, 0.25 * w), ("car", margin + 0.91 * h, 0.0, 0.3 * w)]

@@ -25,7 +25,6 @@ from fleet.sim.scene_spec import (
     CameraPose,
     SceneError,
     SceneSpec,
-    seeded_rng,
 )
 
 
@@ -51,8 +50,10 @@ class _Wave:
         )
 
 
-def _margin(spec: SceneSpec) -> int:
+def canvas_margin(spec: SceneSpec) -> int:
     """Canvas border wide enough for the largest drift + shift (+2 px for bilinear taps)."""
+    if spec.margin_px is not None:
+        return spec.margin_px
     sdx = sum(abs(s[1]) for s in spec.shifts)
     sdy = sum(abs(s[2]) for s in spec.shifts)
     angle = math.radians(spec.drift_deg + sum(abs(s[3]) for s in spec.shifts))
@@ -79,22 +80,22 @@ class SceneRenderer:
     def __init__(self, spec: SceneSpec) -> None:
         self.spec = spec
         h, w = spec.height, spec.width
-        margin = _margin(spec)
+        margin = canvas_margin(spec)
         if (h + 2 * margin) * (w + 2 * margin) >= 2**24:  # Warper's float32 index limit
             raise SceneError(f"frame too large to render: {w}x{h} (+{margin} px margin)")
         self._canvas = Canvas(*background(spec, margin))
-        drift = seeded_rng(spec.seed, STREAM_DRIFT)
+        drift = spec.rng(STREAM_DRIFT)
         self._drift = tuple(
             _Wave.random(drift, amp, (1, 2, 3))
             for amp in (spec.drift_px, spec.drift_px, spec.drift_deg)
         )
-        light = seeded_rng(spec.seed, STREAM_LIGHT)
+        light = spec.rng(STREAM_LIGHT)
         self._gain = _Wave.random(light, 0.1, (1, 2))
         self._offset = _Wave.random(light, 8.0, (1, 3))
         self._movers = movers(spec, margin)
         self._arts = [anomaly_art(spec, a, i, margin) for i, a in enumerate(spec.anomalies)]
         # Sensor noise: one field a little larger than the frame, a different window per frame.
-        noise = seeded_rng(spec.seed, STREAM_NOISE)
+        noise = spec.rng(STREAM_NOISE)
         pad = self._NOISE_PAD
         self._noise_y = noise.normal(0, 2.0, (h + pad, w + pad)).astype(np.float32)
         self._noise_c = noise.normal(0, 1.0, (2, h // 2 + pad, w // 2 + pad)).astype(np.float32)
