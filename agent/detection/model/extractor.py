@@ -3,6 +3,10 @@ input to a feature map, and the preprocessing that turns an ROI crop into that i
 
 The preprocessing is part of the contract: an artifact's manifest records it, and an agent
 refuses an artifact whose preprocessing or input shape it does not implement.
+
+`patch_pca.build` makes one from the site's own crops; another extractor is handed to
+`train.train(..., extractor=...)` as a function of the training crops, and the notice of any
+third-party weights it carries goes beside it (`license=`) into the artifact's LICENSE file.
 """
 
 from __future__ import annotations
