@@ -128,9 +128,10 @@ def run(
         if member is not None:
             member.raise_event(gap_event(gap))
 
-    def on_event(event: Event) -> None:  # camera moved / view lost, from the drift tracker
+    def on_event(event: Event, clip: tuple[int, int] | None) -> None:
+        """ROI anomalies (a closed one with its clip), camera moved, view lost."""
         if member is not None:
-            member.raise_event(event)
+            member.raise_event(event, clip)
 
     runtime = AgentRuntime(cfg, on_gap=on_gap, on_event=on_event)
     if fleet:

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.audit.auditor import FrameAuditor
-from agent.detection.tracking import DRIFT_FPS, DriftConsumer, EventListener
+from agent.detection.detector import Detection, View, view_from_drift
+from agent.detection.event_log import EventLog
+from agent.detection.loaded_model import ModelLoadError, load_model
+from agent.detection.service import DetectionService
+from agent.detection.snapshot import annotated_jpeg
+from agent.detection.tracking import DRIFT_FPS, DriftConsumer
 from agent.fanout.hub import StreamHub
 from agent.ingest.connection import IngestError, StreamConnection, SystemClock
 from agent.live.latest import LatestFrame
@@ -35,13 +40,16 @@ from fleet.profiles import ProfileError, StreamKind, load_profile
 log = logging.getLogger("camfleet.agent")
 
 GapListener = Callable[[Gap], None]
+ClipWindow = tuple[int, int]  # from_us, to_us
+# Every event the cameras raise (detection, drift); a closed ROI event comes with its clip window.
+EventSink = Callable[[Event, ClipWindow | None], None]
 
 
 def _ignore_gap(gap: Gap) -> None:
     """Default gap listener: the recording's gap ledger is the only record."""
 
 
-def _ignore_event(event: Event) -> None:
+def _ignore_event(event: Event, clip: ClipWindow | None) -> None:
     """Default event listener: without a fleet link there is no one to tell."""
 
 
@@ -58,11 +66,12 @@ class AgentRuntime:
         config: AgentConfig,
         snapshots: bool = True,
         on_gap: GapListener = _ignore_gap,
-        on_event: EventListener = _ignore_event,
+        on_event: EventSink = _ignore_event,
     ) -> None:
         """`snapshots=False` leaves out the live consumer (and its keyframe decoding);
         `on_gap` hears of every interval ingest lost (e.g. to raise a health event);
-        `on_event` hears of detection events (camera_moved, view_lost), from tracking threads."""
+        `on_event` hears of detection events (ROI anomalies, camera_moved, view_lost), from
+        tracking and inference threads, after the agent's own event log has them."""
         self.config = config
         self.snapshots = snapshots
         self.on_gap = on_gap
@@ -80,6 +89,9 @@ class AgentRuntime:
                 budget_bytes=int(config.retention.max_disk_gb * 1e9),
             ),
         )
+        self.events = EventLog(self.data_dir)
+        self.detection = DetectionService(config.defaults.inference_threads)
+        self._detect_errors: dict[str, str] = {}  # camera: why its model is not in use
         probe = ClockSyncProbe(clock_synchronised)
         self.clock = SystemClock(lambda: probe.now_synced() is True)
         # _lock guards the two maps (HTTP and stats threads read them); _changing serialises
@@ -141,6 +153,7 @@ class AgentRuntime:
         with self._changing:
             end_recording = self.recording.stop if self._phase == "running" else _nothing
             self._shut_down(list(self.pipelines.values()), end_recording)
+            self.detection.close()
             self._phase = "stopped"
 
     def apply_cameras(self, cameras: Sequence[CameraConfig]) -> dict[str, str]:
@@ -173,8 +186,8 @@ class AgentRuntime:
                         errors[name] = str(exc)
         return errors
 
-    def _inspection(self, cam: CameraConfig) -> tuple[bool, float]:
-        return cam.inspect, self.config.detect_fps_for(cam)
+    def _inspection(self, cam: CameraConfig) -> tuple[object, ...]:
+        return cam.inspect, self.config.detect_fps_for(cam), cam.rois, cam.model
 
     def _add(self, cam: CameraConfig) -> None:
         """Build the camera's pipelines (and start them if the runtime runs)."""
@@ -197,10 +210,11 @@ class AgentRuntime:
             if self.snapshots:
                 p.live = LatestFrame(p.hub.subscribe("live", "drop_oldest", 2, wants_frames=True,
                                                      keyframes_only=True))  # fmt: skip
-            if p.stream == "main":  # detection looks at the main stream
-                p.switch_auditor(partial(self._auditor, p.hub, cam), running=False)
-        # Drift is tracked on the sub stream if there is one (streams lists it last).
-        parts[-1].switch_drift(partial(self._drift, cam, parts[-1], parts[0]), running=False)
+        # Detection and drift tracking look at the sub stream if there is one (listed last):
+        # the same frames, and the audit proves the recording of that stream.
+        analysed = parts[-1]
+        analysed.switch_drift(partial(self._drift, cam, analysed, parts[0]), running=False)
+        analysed.switch_auditor(partial(self._auditor, analysed, cam), running=False)
         for p in parts:
             if self._phase == "running":
                 p.start()
@@ -214,6 +228,7 @@ class AgentRuntime:
         with self._lock:
             del self._cameras[name]
             gone = [self._pipelines.pop(key) for key in list(self._pipelines) if key[0] == name]
+        self.detection.detach(name)
 
         def end_recording() -> None:
             for p in gone:
@@ -244,20 +259,58 @@ class AgentRuntime:
         with self._lock:
             self._cameras[cam.name] = cam
             main = self._pipelines.get((cam.name, "main"))
-            tracked = self._pipelines.get((cam.name, "sub"), main)
-        if main is not None and tracked is not None:
+            analysed = self._pipelines.get((cam.name, "sub"), main)
+        if main is not None and analysed is not None:
             running = self._phase == "running"
-            main.switch_auditor(partial(self._auditor, main.hub, cam), running)
-            tracked.switch_drift(partial(self._drift, cam, tracked, main), running)
+            analysed.switch_drift(partial(self._drift, cam, analysed, main), running)
+            analysed.switch_auditor(partial(self._auditor, analysed, cam), running)
         log.info("camera %s: inspection %s", cam.name, "on" if cam.inspect else "off")
 
-    def _auditor(self, hub: StreamHub, cam: CameraConfig) -> FrameAuditor | None:
+    def _auditor(self, p: StreamPipeline, cam: CameraConfig) -> FrameAuditor | None:
+        self.detection.detach(cam.name)
+        self._detect_errors.pop(cam.name, None)
         if not cam.inspect:
             return None
-        frames = hub.subscribe(
-            "detect", "drop_oldest", 8, wants_frames=True, max_fps=self.config.detect_fps_for(cam)
-        )
-        return FrameAuditor(frames, self.data_dir)
+        fps = self.config.detect_fps_for(cam)
+        frames = p.hub.subscribe("detect", "drop_oldest", 8, wants_frames=True, max_fps=fps)
+        on_frame = None
+        if cam.model is not None:
+            try:
+                model, extractor = load_model(cam.model, cam.name)
+                detector = self.detection.attach(
+                    cam.name, model, extractor, cam.rois or model.rois, fps,
+                    partial(self._view, p), self._on_detection,
+                )  # fmt: skip
+                on_frame = detector.offer
+            except ModelLoadError as exc:  # audit and record anyway; stats say why
+                log.warning("camera %s: model not used: %s", cam.name, exc)
+                self._detect_errors[cam.name] = str(exc)
+        return FrameAuditor(frames, self.data_dir, on_frame)
+
+    def _view(self, p: StreamPipeline, width: int) -> View | None:
+        drift = p.drift
+        if drift is None:
+            return None
+        stats = drift.stats()
+        return view_from_drift(stats.adjustment, drift.main_width, stats.view_lost, width)
+
+    def _on_detection(self, d: Detection) -> None:
+        """An ROI event opened or closed (on a pool thread): snapshot, local log, then on."""
+        snapshot = None
+        if d.frame is not None:
+            snapshot = annotated_jpeg(d.frame, d.polygon, d.event.box)
+        self._raise(d.event, snapshot, self._clip_window(d.event) if d.closed else None)
+
+    def _clip_window(self, event: Event) -> ClipWindow:
+        d = self.config.defaults
+        return event.start_us - round(d.clip_pre_s * 1e6), event.end_us + round(d.clip_post_s * 1e6)
+
+    def _raise(self, event: Event, snapshot: bytes | None, clip: ClipWindow | None) -> None:
+        try:
+            self.events.record(event, snapshot)
+        except Exception:  # e.g. a full disk: the event still goes on
+            log.exception("camera %s: event %s not logged locally", event.camera, event.id)
+        self.on_event(event, clip)
 
     def _drift(
         self, cam: CameraConfig, tracked: StreamPipeline, main: StreamPipeline
@@ -269,7 +322,8 @@ class AgentRuntime:
         )
         # Registering the sub stream, the main stream's packets tell its frame size.
         sizes = main.hub.subscribe("drift-size", "drop_oldest", 32) if tracked is not main else None
-        return DriftConsumer(cam.name, frames, self.on_event, sizes)
+        return DriftConsumer(cam.name, frames, partial(self._raise, snapshot=None, clip=None),
+                             sizes)  # fmt: skip
 
     def _gap_callbacks(
         self, camera: str, kind: StreamKind
@@ -303,6 +357,7 @@ class AgentRuntime:
             "streams": {f"{c}/{s}": p.stats() for (c, s), p in self.pipelines.items()},
             "recorder": asdict(rec) if rec else None,
             "clock_synced": self.clock.synced(),
+            "detection": {**self.detection.stats(), "errors": dict(self._detect_errors)},
             "disk": self._disk_use(),
         }
 

@@ -26,6 +26,7 @@ from fleet.messages import (
     AgentId,
     CameraName,
     HttpUrl,
+    RoiSpec,
     RtspUrl,
     Slug,
     format_validation_error,
@@ -89,11 +90,16 @@ class CameraConfig(_Section):
     profile: Slug = "generic-onvif"
     detect_fps: Fps | None = None  # None: the agent's default
     inspect: bool = True  # analyse this camera; it is recorded either way
+    rois: Annotated[list[RoiSpec], Field(max_length=64)] = []
+    model: Path | None = None  # an artifact from `camfleet model train`; None: audit only
 
 
 class Defaults(_Section):
     detect_fps: Fps = 5.0
     segment_seconds: Annotated[float, Field(gt=0, le=600)] = 10.0
+    inference_threads: Annotated[int, Field(ge=1, le=64)] | None = None  # None: one per core
+    clip_pre_s: Annotated[float, Field(ge=0, le=60)] = 5.0  # an event clip's pre and post roll
+    clip_post_s: Annotated[float, Field(ge=0, le=60)] = 5.0
 
 
 class Retention(_Section):

@@ -1,23 +1,30 @@
-"""The detection consumer, for now: what it analyses is written down, frame by frame.
+"""The detection consumer: what it analyses is written down, frame by frame.
 
 Each analysed frame's luma hash goes into the media index (stream, seq, stamp, hash), so
-`camfleet agent verify` can prove later that the recording holds exactly what was analysed.
-The detector of a later issue takes this consumer's place and keeps writing the same audits.
+`camfleet agent verify` can prove later that the recording holds exactly what was analysed;
+then the frame goes to the camera's detector (when it has a model), on this same thread.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import av
 
 from agent.fanout.consumer import Consumer
 from agent.fanout.hub import DecodedFrame
 from agent.recording.index import Audit, Index
 from agent.recording.verify import luma_sha256
 
+log = logging.getLogger("camfleet.agent.audit")
+
 FLUSH_INTERVAL_S = 1.0
+FrameListener = Callable[[int, av.VideoFrame], None]  # capture stamp (µs), frame
 
 
 @dataclass
@@ -30,9 +37,15 @@ class AuditStats:
 class FrameAuditor:
     """Runs in its own thread with its own index connection (SQLite: one connection per thread)."""
 
-    def __init__(self, consumer: Consumer[DecodedFrame], data_dir: Path) -> None:
+    def __init__(
+        self,
+        consumer: Consumer[DecodedFrame],
+        data_dir: Path,
+        on_frame: FrameListener | None = None,
+    ) -> None:
         self.consumer = consumer
         self.data_dir = data_dir
+        self.on_frame = on_frame
         self._stats = AuditStats()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -64,6 +77,7 @@ class FrameAuditor:
                     )  # fmt: skip
                     self._stats.analysed += 1
                     self._stats.last_stamp_us = sp.stamp.capture_us
+                    self._analyse(sp.stamp.capture_us, frame)
                 if pending and (
                     self._stop.is_set() or time.monotonic() - last_flush > FLUSH_INTERVAL_S
                 ):
@@ -75,3 +89,12 @@ class FrameAuditor:
                         if self._stop.is_set():
                             break
                     last_flush = time.monotonic()
+
+    def _analyse(self, stamp_us: int, frame: av.VideoFrame) -> None:
+        if self.on_frame is None:
+            return
+        try:
+            self.on_frame(stamp_us, frame)
+        except Exception:  # one frame the detector cannot take must not end the audit
+            self._stats.errors += 1
+            log.exception("%s: detection failed on the frame at %d", self.consumer.name, stamp_us)

@@ -66,6 +66,7 @@ class RoiOutput:
     output: NDArray[Any]  # the model's output for the crop
     brightness: float
     box: Box  # the crop in pixels of the analysed frame
+    mask: Mask  # the polygon's pixels in the crop
     invoke_ms: float
 
 
@@ -213,7 +214,7 @@ class DetectScheduler:
         if future is None:
             return "skipped"
         self.stats.roi(camera, roi.name, "analysed")  # before the callback can count its end
-        job = _Delivery(camera, roi.name, stamp_us, prepared.brightness, box)
+        job = _Delivery(camera, roi.name, stamp_us, prepared.brightness, box, mask)
         future.add_done_callback(partial(self._deliver, job))
         return "analysed"
 
@@ -230,7 +231,7 @@ class DetectScheduler:
         result = future.result()
         self.stats.result(camera, roi, result.invoke_ms)
         self._on_output(RoiOutput(camera, roi, job.stamp_us, result.output, job.brightness,
-                                  job.box, result.invoke_ms))  # fmt: skip
+                                  job.box, job.mask, result.invoke_ms))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,3 +241,4 @@ class _Delivery:
     stamp_us: int
     brightness: float
     box: Box
+    mask: Mask

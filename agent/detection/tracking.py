@@ -98,6 +98,11 @@ class DriftConsumer:
     def adjustment(self) -> RoiAdjustment | None:
         return self.stats().adjustment
 
+    @property
+    def main_width(self) -> int | None:
+        """Width of the main stream when registering the sub stream (None: registering main)."""
+        return self._main_width
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._read_main_width()

@@ -24,7 +24,8 @@ _STATES: Final[dict[str, ConnectionState]] = {
 
 
 def cameras_from_desired(desired: DesiredState) -> list[CameraConfig]:
-    """The cameras the runtime should run (ROIs wait for the detector)."""
+    """The cameras the runtime should run (the model arrives with model distribution, which
+    is not built yet: fleet cameras are audited and drift-tracked, not scored)."""
     return [
         CameraConfig(
             name=c.name,
@@ -33,6 +34,7 @@ def cameras_from_desired(desired: DesiredState) -> list[CameraConfig]:
             profile=c.profile,
             detect_fps=c.detect_fps,
             inspect=c.inspection,
+            rois=c.rois,
         )
         for c in desired.cameras
     ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import typer
 
 from agent.cli import app as agent_app
+from agent.detection.model.cli import app as model_app
+from agent.evaluation.cli import eval_command
 from controller.cli.admin import agents_app, camera_app, events_app, inspect_app, token_app
 from controller.cli.broker import broker_app
 from controller.cli.demo import demo_command
@@ -31,6 +33,8 @@ app.add_typer(camera_app, name="camera")
 app.add_typer(inspect_app, name="inspect")
 app.add_typer(events_app, name="events")
 app.add_typer(broker_app, name="broker")
+app.add_typer(model_app, name="model")
+app.command("eval")(eval_command)
 app.command("demo")(demo_command)
 app.command("sim")(sim_command)
 

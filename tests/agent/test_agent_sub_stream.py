@@ -68,8 +68,10 @@ def test_main_and_sub_stream_recorded_with_one_session_each(
         for stream in ("main", "sub"):
             wait_for(lambda stream=stream: len(_closed(agent, stream)) >= 2, timeout=20,  # type: ignore[misc]
                      what=f"two closed {stream} segments")  # fmt: skip
-        wait_for(lambda: agent.stats()["streams"]["cam1/main"]["analysed"] >= 10, timeout=20,
+        # Detection (and so the audit) looks at the sub stream when there is one.
+        wait_for(lambda: agent.stats()["streams"]["cam1/sub"]["analysed"] >= 10, timeout=20,
                  what="audited frames")  # fmt: skip
+        assert agent.stats()["streams"]["cam1/main"]["analysed"] == 0
         snap = agent.get("/cameras/cam1/snapshot.jpg?stream=sub")
         assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8"
 

@@ -33,7 +33,8 @@ class Events:
         self.seen: list[Event] = []
         self._lock = threading.Lock()
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: Event, clip: tuple[int, int] | None) -> None:
+        assert clip is None  # only closed ROI events come with a clip
         with self._lock:
             self.seen.append(event)
 
