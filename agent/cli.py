@@ -26,6 +26,7 @@ from fleet.enrollment import (
 )
 from fleet.messages import format_validation_error
 from fleet.profiles import ProfileError, load_profile
+from fleet.roi_text import FORMAT, parse_roi
 from fleet.utc import iso_us, parse_time_us
 
 app = typer.Typer(help="The edge agent.", no_args_is_help=True)
@@ -76,6 +77,12 @@ def run(
         [], help="Probe these hosts by unicast instead of multicast (where multicast is blocked)."
     ),
     discovery_port: int = typer.Option(3702, help="WS-Discovery port to probe."),
+    model: list[str] = typer.Option(
+        [], help="CAMERA=FILE: score the camera with this model (from `camfleet model train`)."
+    ),
+    roi: list[str] = typer.Option(
+        [], help=f"CAMERA/{FORMAT} [default: the ROIs the camera's model was trained for]."
+    ),
 ) -> None:
     """Run the agent: one connection per camera stream, recording, audit, local HTTP.
 
@@ -96,7 +103,7 @@ def run(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     cfg = _agent_config(data, http_host, http_port, camera, profile, detect_fps,
-                        segment_seconds, config)  # fmt: skip
+                        segment_seconds, config, model, roi)  # fmt: skip
     data = cfg.data_dir
     enrolled = (data / CREDENTIALS_FILE).exists()
     if enrolled and cfg.cameras:
@@ -174,6 +181,32 @@ def run(
         runtime.stop()
 
 
+def _add_models_and_rois(cameras: list[dict[str, Any]], models: list[str], rois: list[str]) -> None:
+    """--model CAMERA=FILE and --roi CAMERA/ROI into the cameras' entries."""
+    by_name = {c["name"]: c for c in cameras}
+
+    def entry(name: str, option: str) -> dict[str, Any]:
+        if name not in by_name:
+            raise _fail(f"{option} names camera {name!r}, which is not configured")
+        return by_name[name]
+
+    for spec in models:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            raise _fail(f"--model takes CAMERA=FILE, got {spec!r}")
+        entry(name, "--model")["model"] = Path(path)
+    for spec in rois:
+        name, sep, text = spec.partition("/")
+        if not sep:
+            raise _fail(f"--roi takes CAMERA/{FORMAT}, got {spec!r}")
+        try:
+            parsed = parse_roi(text)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        cam = entry(name, "--roi")
+        cam["rois"] = [*cam.get("rois", []), parsed.model_dump()]
+
+
 def _given(**options: object) -> dict[str, object]:
     """The options the command line set; the others are left to the config file or the default."""
     return {key: value for key, value in options.items() if value is not None}
@@ -188,6 +221,8 @@ def _agent_config(
     detect_fps: float | None,
     segment_seconds: float | None,
     config: Path | None,
+    models: list[str],
+    rois: list[str],
 ) -> AgentConfig:
     try:
         load_profile(profile)
@@ -197,6 +232,7 @@ def _agent_config(
         elif "data_dir" not in base:
             raise _fail("give --data DIR or a --config with data_dir")
         base["cameras"] = [*base.get("cameras", []), *_cameras(camera, profile, detect_fps)]
+        _add_models_and_rois(base["cameras"], models, rois)
         base["http"] = {**base.get("http", {}), **_given(port=http_port, host=http_host)}
         base["defaults"] = {**base.get("defaults", {}), **_given(segment_seconds=segment_seconds)}
         return AgentConfig.model_validate(base)

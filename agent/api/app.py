@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from uuid import UUID
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
@@ -170,6 +171,24 @@ def create_app(
             raise HTTPException(404, str(exc)) from None
         return Response(to_jpeg(image), media_type="image/jpeg",
                         headers={"X-Camfleet-Stamp": iso_us(stamp)})  # fmt: skip
+
+    @app.get("/events")
+    def events(
+        camera: str | None = None,
+        since: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """This agent's events (ROI anomalies, camera moved, view lost), newest first."""
+        found = runtime.events.events(camera, _time("since", since), limit)
+        return [e.model_dump(mode="json") for e in found]
+
+    @app.get("/events/{event_id}/snapshot.jpg")
+    def event_snapshot(event_id: UUID) -> FileResponse:
+        """The event's peak frame with its ROI and the anomalous region drawn."""
+        path = runtime.events.snapshot_path(event_id)
+        if not path.exists():
+            raise HTTPException(404, f"no snapshot of event {event_id}")
+        return FileResponse(path, media_type="image/jpeg")
 
     @app.get("/cameras/{name}/snapshot.jpg")
     def snapshot(name: str, stream: str = "main") -> Response:

@@ -42,10 +42,12 @@ def _owner_url(ctx: ApiContext, camera: str) -> str:
 def _forward(
     ctx: ApiContext, camera: str, path: str, params: Mapping[str, str], base: str | None = None
 ) -> Response:
-    base = base or _owner_url(ctx, camera)
+    return _get(f"{base or _owner_url(ctx, camera)}/cameras/{camera}/{path}", params, camera)
+
+
+def _get(url: str, params: Mapping[str, str], camera: str) -> Response:
     try:
-        answer = httpx.get(f"{base}/cameras/{camera}/{path}", params=dict(params),
-                           timeout=_TIMEOUT)  # fmt: skip
+        answer = httpx.get(url, params=dict(params), timeout=_TIMEOUT)
     except httpx.HTTPError as exc:
         raise HTTPException(502, f"the agent serving {camera!r} did not answer: {exc}") from None
     headers = {k: v for k, v in answer.headers.items() if k.lower() in _PASSED_HEADERS}
@@ -78,12 +80,17 @@ def frame(camera: str, request: Request, ctx: Ctx) -> Response:
 
 @router.get("/events/{event_id}/snapshot.jpg")
 def event_snapshot(event_id: UUID, request: Request, ctx: Ctx) -> Response:
-    """The recorded frame at the event's peak, from the agent that recorded it (the nearest
-    one for events not stamped by a frame, such as health events)."""
+    """An ROI event's snapshot as its agent drew it (peak frame, ROI where it really was, the
+    anomalous region); otherwise the recorded frame at the event's peak (the nearest one for
+    events not stamped by a frame, such as health events)."""
     record = request.app.state.events.get(event_id)
     if record is None:
         raise HTTPException(404, f"no event {event_id}")
     base = _media_url(ctx, record.agent_id)
+    if record.roi_id is not None:
+        drawn = _get(f"{base}/events/{event_id}/snapshot.jpg", {}, record.camera)
+        if drawn.status_code == 200:
+            return drawn
     return _forward(
         ctx, record.camera, "frame", {"at": str(record.peak_us), "tolerance_us": "1000000"}, base
     )
