@@ -10,6 +10,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import typer
 
 from controller.cli.options import ControllerUrl, connected, fail, parse_duration, table
+from fleet.messages import RoiSpec
+from fleet.roi_text import FORMAT as ROI_FORMAT
+from fleet.roi_text import format_roi, parse_roi
 from fleet.utc import iso_us
 
 token_app = typer.Typer(help="One-time enrollment tokens.", no_args_is_help=True)
@@ -59,17 +62,48 @@ def camera_add(
     detect_fps: float | None = typer.Option(None, help="Frames per second analysed."),
     site: str | None = typer.Option(None, help="Site label for filtering."),
     inspect: bool = typer.Option(True, help="Start with inspection on."),
+    roi: list[str] = typer.Option([], help=f"A region of interest: {ROI_FORMAT}. Repeatable."),
     controller: str = ControllerUrl,
 ) -> None:
     """Add a camera; the controller assigns it to an agent."""
     spec: dict[str, Any] = {"name": name, "main_url": url, "profile": profile,
-                            "placement": agent, "inspection": inspect}  # fmt: skip
+                            "placement": agent, "inspection": inspect,
+                            "rois": _rois(roi)}  # fmt: skip
     for key, value in (("sub_url", sub_url), ("detect_fps", detect_fps), ("site", site)):
         if value is not None:
             spec[key] = value
     with connected(controller) as c:
         cam = c.add_camera(spec)
     typer.echo(f"added {name} (placement {cam.get('placement')}, agent {cam.get('target')})")
+
+
+@camera_app.command("rois")
+def camera_rois(
+    name: str = typer.Argument(...),
+    roi: list[str] = typer.Option([], help=f"A region of interest: {ROI_FORMAT}. Repeatable."),
+    clear: bool = typer.Option(False, "--clear", help="Remove every ROI."),
+    controller: str = ControllerUrl,
+) -> None:
+    """Show a camera's ROIs, or set them (replacing the old ones); its agent follows at once."""
+    with connected(controller) as c:
+        if roi or clear:
+            cam = c.update_camera(name, {"rois": _rois(roi)})
+        else:
+            found = [x for x in c.cameras() if x["name"] == name]
+            if not found:
+                raise fail(f"no camera {name!r}")
+            cam = found[0]
+    for r in cam["rois"]:
+        typer.echo(format_roi(RoiSpec.model_validate(r)))
+    if not cam["rois"]:
+        typer.echo(f"{name} has no ROIs")
+
+
+def _rois(texts: list[str]) -> list[dict[str, Any]]:
+    try:
+        return [parse_roi(t).model_dump(mode="json") for t in texts]
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
 
 @camera_app.command("list")

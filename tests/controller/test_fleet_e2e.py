@@ -86,6 +86,12 @@ def test_enroll_assign_event_with_clip_inspection_and_revoke(tmp_path: Path, pro
             assert agent_state(client, "edge-01") == "online"
             listed = ctl.cli("camera", "list")
             assert "cam1" in listed.stdout and "s3cret" not in listed.stdout
+            door = "door=0.1,0.1;0.5,0.1;0.5,0.5@0.7"
+            set_rois = ctl.cli("camera", "rois", "cam1", "--roi", door)
+            assert set_rois.returncode == 0 and door in set_rois.stdout, set_rois.stderr
+            assert ctl.cli("camera", "rois", "cam1").stdout.strip() == door
+            bad = ctl.cli("camera", "rois", "cam1", "--roi", "door=2,0;0,0;1,1")
+            assert bad.returncode == 2 and "bad ROI" in bad.stderr, bad.stderr
 
             # The agent's media, through the controller (which alone the web view talks to).
             auth = {"Authorization": client._http.headers["Authorization"]}
