@@ -25,8 +25,10 @@ class HeartbeatBuilder:
             camera, stream = sid.split("/", 1)
             by_camera.setdefault(camera, {})[stream] = s
         self._fps.keep_only(set(stats["streams"]))
+        detecting = stats.get("detection", {}).get("cameras", {})
         cameras = [
-            self._camera(camera, streams, now_us) for camera, streams in sorted(by_camera.items())
+            self._camera(camera, streams, detecting.get(camera, {}), now_us)
+            for camera, streams in sorted(by_camera.items())
         ]
         if self.max_cameras:
             load = min(1.0, len(cameras) / self.max_cameras)
@@ -43,18 +45,25 @@ class HeartbeatBuilder:
         )
 
     def _camera(
-        self, camera: str, streams: Mapping[str, Mapping[str, Any]], now_us: int
+        self,
+        camera: str,
+        streams: Mapping[str, Mapping[str, Any]],
+        detecting: Mapping[str, Any],
+        now_us: int,
     ) -> CameraStats:
-        main = streams.get("main", {})
-        detect = main.get("consumers", {}).get("detect", {})
+        """Frames analysed are the audited ones (whichever stream is analysed); skipped, those
+        the detect consumer dropped plus those the inference pool had no room for."""
+        dropped = sum(s["consumers"].get("detect", {}).get("dropped", 0) for s in streams.values())
         return CameraStats(
             camera=camera,
             streams=[
                 self._stream(f"{camera}/{kind}", cast(StreamKind, kind), s, now_us)
                 for kind, s in sorted(streams.items())
             ],
-            frames_analysed=main.get("analysed", 0),
-            frames_skipped=detect.get("dropped", 0),
+            frames_analysed=sum(s["analysed"] for s in streams.values()),
+            frames_skipped=dropped + detecting.get("frames_skipped", 0),
+            inference_ms_p50=detecting.get("inference_ms_p50"),
+            inference_ms_p99=detecting.get("inference_ms_p99"),
         )
 
     def _stream(self, sid: str, kind: StreamKind, s: Mapping[str, Any], now_us: int) -> StreamStats:
