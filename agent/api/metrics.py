@@ -49,6 +49,23 @@ def render_metrics(stats: dict[str, Any]) -> str:
     metric("consumer_dropped_total", "counter", "items a drop-oldest consumer lost",
            [({**lbl, "consumer": c}, cs["dropped"]) for lbl, s in streams
             for c, cs in s["consumers"].items()])  # fmt: skip
+    detecting = stats.get("detection", {}).get("cameras", {})
+    for outcome in ("analysed", "gated", "skipped", "over_rate"):
+        samples = [({"camera": c}, d.get(f"frames_{outcome}", 0)) for c, d in detecting.items()]
+        what = f"frames the detector {outcome.replace('_', ' ')} (per camera)"
+        metric(f"detect_frames_{outcome}_total", "counter", what, samples)
+    metric("detect_roi_score", "gauge", "latest score of an ROI (its threshold beside it)",
+           [({"camera": c, "roi": r}, rs["last_score"]) for c, d in detecting.items()
+            for r, rs in d.get("model", {}).get("rois", {}).items()
+            if rs["last_score"] is not None])  # fmt: skip
+    metric("detect_roi_threshold", "gauge", "an ROI's alarm threshold at its sensitivity",
+           [({"camera": c, "roi": r}, rs["threshold"]) for c, d in detecting.items()
+            for r, rs in d.get("model", {}).get("rois", {}).items()
+            if rs["threshold"] is not None])  # fmt: skip
+    pool = stats.get("detection", {}).get("pool")
+    if pool is not None:
+        metric("inference_queue_depth", "gauge", "jobs waiting for an interpreter",
+               [({}, pool["queue_depth"])])  # fmt: skip
     disk = stats["disk"]
     metric("disk_free_bytes", "gauge", "free bytes on the data disk", [({}, disk["free"])])
     metric("recordings_bytes", "gauge", "bytes of recordings", [({}, disk["recordings"])])
