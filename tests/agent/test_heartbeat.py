@@ -19,12 +19,12 @@ def test_camera_detection_figures_come_from_the_analysed_stream_and_the_pool() -
             "cam1/main": stream(0, None),
             "cam1/sub": stream(40, 3),
             "cam2/main": stream(12, 1),
-        },  # fmt: skip
+        },
         "detection": {
             "cameras": {
                 "cam1": {"frames_skipped": 5, "inference_ms_p50": 0.4, "inference_ms_p99": 1.5}
             }
-        },  # fmt: skip
+        },
         "disk": {"used": 1, "free": 2},
         "clock_synced": True,
     }

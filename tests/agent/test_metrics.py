@@ -43,7 +43,7 @@ def test_detection_counters_scores_and_queue_depth() -> None:
                         "frames_skipped": 2,
                         "model": {"rois": {"door": roi}},
                     }
-                },  # fmt: skip
+                },
             },
         }
     )
