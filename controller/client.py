@@ -83,6 +83,16 @@ class ControllerClient:
         result: list[dict[str, Any]] = self._call("POST", "/discover", json=body)
         return result
 
+    def upload_model(self, content: bytes) -> dict[str, Any]:
+        """Store a model artifact (the same bytes again give the same model)."""
+        headers = {"Content-Type": "application/octet-stream"}
+        result: dict[str, Any] = self._call("POST", "/models", content=content, headers=headers)
+        return result
+
+    def models(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/models")
+        return result
+
     def events(self, **filters: Any) -> dict[str, Any]:
         params = {k: v for k, v in filters.items() if v is not None}
         result: dict[str, Any] = self._call("GET", "/events", params=params)

@@ -309,6 +309,28 @@ class Event(BaseMessage):
 # --- desired and reported state ----------------------------------------------------------------
 
 
+MODEL_SIGNATURE_CONTEXT: Final = b"camfleet model artifact sha256:"
+Ed25519Signature = Annotated[B64Bytes, Field(min_length=64, max_length=64)]
+
+
+def model_signed_bytes(sha256: str) -> bytes:
+    """What the controller's Ed25519 key signs for a model artifact: its sha256 (hex) after a
+    fixed context, so a signature made for anything else can never pass as a model's."""
+    return MODEL_SIGNATURE_CONTEXT + sha256.encode("ascii")
+
+
+class ModelRef(_Model):
+    """A model artifact by identity: fetch `url`, check `size` and `sha256`, and use it only if
+    `signature` (of `model_signed_bytes(sha256)`, by the key the agent got at enrollment)
+    verifies."""
+
+    model_version: ModelVersion
+    sha256: Sha256Hex
+    size: Count
+    url: HttpUrl
+    signature: Ed25519Signature = Field(repr=False)
+
+
 class RoiSpec(_Model):
     id: RoiId
     polygon: Annotated[list[tuple[Unit, Unit]], Field(min_length=3, max_length=256)]
@@ -323,6 +345,9 @@ class CameraSpec(_Model):
     rois: Annotated[list[RoiSpec], Field(max_length=64)] = []
     inspection: bool = True
     detect_fps: Annotated[float, Field(gt=0, le=120)]
+    # Left out of the JSON when None, so a desired state without models stays readable by an
+    # agent older than model distribution (models forbid unknown fields).
+    model: ModelRef | None = Field(default=None, exclude_if=lambda ref: ref is None)
 
     @model_validator(mode="after")
     def _unique_rois(self) -> Self:
@@ -506,15 +531,11 @@ class ModelSummary(_Model):
     rois: Annotated[list[RoiId], Field(max_length=64)] = []
 
 
-class ModelArtifactDescriptor(BaseMessage):
-    """Where to fetch a model artifact and how to check it (content hash, Ed25519 signature)."""
+class ModelArtifactDescriptor(ModelRef, BaseMessage):
+    """A `ModelRef` with a summary of the model, as a message of its own (the `models` topic;
+    desired state names each camera's model with a plain `ModelRef`)."""
 
     type: Literal["model_artifact"] = "model_artifact"
-    model_version: ModelVersion
-    sha256: Sha256Hex
-    size: Count
-    url: HttpUrl
-    signature: Annotated[B64Bytes, Field(min_length=64, max_length=64)]
     summary: ModelSummary
 
 

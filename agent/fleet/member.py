@@ -23,9 +23,15 @@ from agent.fleet.commands import CommandRunner, DiscoverHook, no_discovery
 from agent.fleet.desired_cache import cache_age_s, load_desired, save_desired, touch_contact
 from agent.fleet.heartbeat import HeartbeatBuilder
 from agent.fleet.link import AgentLink
+from agent.fleet.models import ModelCache
 from agent.fleet.options import AgentOptions
 from agent.fleet.outbox import Outbox, OutboxMessage
-from agent.fleet.reconcile import cameras_from_desired, reported_state, same_report
+from agent.fleet.reconcile import (
+    cameras_from_desired,
+    model_errors,
+    reported_state,
+    same_report,
+)
 from agent.fleet.sender import OutboxSender
 from agent.fleet.session import SessionCounter
 from agent.fleet.version import software_version
@@ -97,18 +103,21 @@ class FleetMember:
         self._started = time.monotonic()
         # Only the control thread writes these.
         self._applied_version: int | None = None
+        self._applied: DesiredState | None = None
         self._wanted: list[CameraConfig] = []
         self._errors: dict[str, str] = {}
         self._reported: ReportedState | None = None  # last published
         self._report_due = threading.Event()  # (re)connected: publish even if unchanged
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self.models = ModelCache(data_dir, creds, on_change=self._wake.set)
         self._thread = threading.Thread(target=self._run, name="fleet-control", daemon=True)
 
     def start(self) -> None:
         self.clips.start()
         self.commands.start()
         self.sender.start()
+        self.models.start()
         self.link.start()
         self._thread.start()
 
@@ -118,6 +127,7 @@ class FleetMember:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(60)
+        self.models.stop()
         self.commands.stop()
         self.clips.stop()
         self.sender.stop()
@@ -160,6 +170,7 @@ class FleetMember:
             "clip_jobs": len(self.clips.jobs.pending()),
             "sender": asdict(self.sender.stats()),
             "refused": self.link.refusals(),
+            "models": self.models.stats(),
         }
 
     # -- LinkListener (paho's network thread: hand over, never block) -------------------------
@@ -234,20 +245,29 @@ class FleetMember:
         with self._lock:
             desired, self._incoming = self._incoming, None
         if desired is None:
+            # The same state again once a model fetch ended or a failed one may be retried.
+            if self._applied is not None and self.models.due():
+                self._apply(self._applied)
             return
         if self._applied_version is not None and desired.version < self._applied_version:
             log.warning("ignoring desired state %d: %d is applied already", desired.version,
                         self._applied_version)  # fmt: skip
             return
-        cameras = cameras_from_desired(desired)
-        self._errors = self.runtime.apply_cameras(cameras)
-        self._applied_version, self._wanted = desired.version, cameras
-        log.info("desired state %d applied: %d cameras, %d not started", desired.version,
-                 len(cameras), len(self._errors))  # fmt: skip
+        self._apply(desired)
+        log.info("desired state %d applied: %d cameras, %d not started or without their model",
+                 desired.version, len(self._wanted), len(self._errors))  # fmt: skip
         try:
             save_desired(self.runtime.data_dir, desired)
         except OSError as exc:
             log.error("cannot cache the desired state: %s", exc)
+
+    def _apply(self, desired: DesiredState) -> None:
+        """Run the state's cameras, each with its model if that is verified and at hand."""
+        ready, failed = self.models.resolve(c.model for c in desired.cameras if c.model)
+        cameras = cameras_from_desired(desired, ready)
+        not_started = self.runtime.apply_cameras(cameras)
+        self._errors = {**model_errors(desired, failed), **not_started}
+        self._applied_version, self._applied, self._wanted = desired.version, desired, cameras
 
     def _beat(self, stats: Mapping[str, Any]) -> None:
         now = now_us()

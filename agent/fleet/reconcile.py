@@ -4,6 +4,7 @@ and the runtime's cameras and stats (no I/O)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 from fleet.config import CameraConfig
@@ -23,9 +24,13 @@ _STATES: Final[dict[str, ConnectionState]] = {
 }
 
 
-def cameras_from_desired(desired: DesiredState) -> list[CameraConfig]:
-    """The cameras the runtime should run (the model arrives with model distribution, which
-    is not built yet: fleet cameras are audited and drift-tracked, not scored)."""
+def cameras_from_desired(
+    desired: DesiredState, models: Mapping[str, Path] | None = None
+) -> list[CameraConfig]:
+    """The cameras the runtime should run. `models` holds the verified model files by sha256:
+    a camera whose model is not among them (not fetched yet, or refused) is recorded and
+    audited but not scored."""
+    models = models or {}
     return [
         CameraConfig(
             name=c.name,
@@ -35,9 +40,20 @@ def cameras_from_desired(desired: DesiredState) -> list[CameraConfig]:
             detect_fps=c.detect_fps,
             inspect=c.inspection,
             rois=c.rois,
+            model=models.get(c.model.sha256) if c.model else None,
         )
         for c in desired.cameras
     ]
+
+
+def model_errors(desired: DesiredState, failed: Mapping[str, str]) -> dict[str, str]:
+    """Why a camera runs without the model it should use, by camera, from why each model
+    (by sha256) failed."""
+    return {
+        c.name: failed[c.model.sha256]
+        for c in desired.cameras
+        if c.model and c.model.sha256 in failed
+    }
 
 
 def reported_state(
@@ -52,7 +68,7 @@ def reported_state(
 
     `streams` is the runtime's stats by "camera/stream" (the "drift" entry of a stream holds
     what `AgentRuntime.adjustment` returns); `errors` says why a camera could not be started (it
-    shows as backing off, with that reason).
+    shows as backing off, with that reason) or runs without its model.
     """
     reports = []
     for cam in cameras:

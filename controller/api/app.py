@@ -1,7 +1,8 @@
 """The controller's HTTP API under /api/v1: thin routes over the registry and the admin auth.
 
 Public: GET /health, POST /login, POST /logout, POST /enroll (the token is the credential).
-Everything else, the lead's extra routers included, needs an admin session.
+GET /models/{sha256} takes an agent's credentials too (see models_routes). Everything else, the
+lead's extra routers included, needs an admin session.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Final
 from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 
-from controller.api import agents, cameras, enroll, sessions
+from controller.api import agents, cameras, enroll, models_routes, sessions
 from controller.api import fleet as fleet_routes
 from controller.api.context import ApiContext
 from controller.api.errors import install_error_handlers
@@ -36,6 +37,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     install_error_handlers(app)
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(enroll.router)  # at fleet.enrollment.ENROLL_PATH
+    app.include_router(models_routes.router, prefix=API_PREFIX)  # guards each route itself
+    ctx.registry.models_url = f"{ctx.controller_url}{API_PREFIX}/models"
     admin_only = [Depends(require_admin)]
     for router in (agents.router, cameras.router, fleet_routes.router):
         app.include_router(router, prefix=API_PREFIX, dependencies=admin_only)

@@ -17,6 +17,7 @@ from fleet.messages import (
     Heartbeat,
     ReportedState,
     RoiSpec,
+    Sha256Hex,
 )
 
 MAX_TOKEN_TTL_S = 30 * 86400
@@ -80,6 +81,7 @@ class CameraPatch(_In):
     rois: Rois | None = None
     placement: Placement | None = None
     detect_fps: DetectFps | None = None
+    model: Sha256Hex | None = None  # a stored model trained for this camera; null: none
 
 
 class CameraView(_Out):
@@ -94,6 +96,17 @@ class CameraView(_Out):
     target: str | None
     owner: str | None
     site: str | None
+    model: str | None = None  # sha256 of the model it uses
+
+
+class ModelView(_Out):
+    sha256: str
+    model_version: str
+    camera: str  # the camera it was trained for
+    size: int
+    created_us: int  # when it was uploaded
+    signature: str  # Ed25519 (base64) of fleet.messages.model_signed_bytes(sha256)
+    cameras: list[str]  # the cameras using it now
 
 
 class AgentHealth(_Out):

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 from sqlite_utils import Database
 
+from controller.models.records import one_model
 from controller.registry.agents import is_live
 from controller.registry.errors import CameraExists, InvalidCamera, UnknownCamera
 from controller.registry.records import AUTO, CameraRecord
@@ -43,6 +44,7 @@ def _columns(rec: CameraRecord) -> dict[str, Any]:
         "target": rec.target,
         "owner": rec.owner,
         "site": rec.site,
+        "model": rec.model,
     }
 
 
@@ -81,6 +83,13 @@ def _check(db: Database, rec: CameraRecord, before: CameraRecord | None) -> None
     other = camera_reading(db, rec.main_url)
     if other is not None and other != rec.name:
         raise CameraExists(f"camera {other!r} already reads that main stream")
+    if rec.model is not None and (before is None or before.model != rec.model):
+        model = one_model(db, rec.model)
+        if model is None:
+            raise InvalidCamera(f"model: no model {rec.model} in the store")
+        if model.camera != rec.name:
+            raise InvalidCamera(f"model: {model.model_version} was trained for camera "
+                                f"{model.camera!r}, not {rec.name!r}")  # fmt: skip
 
 
 def add_camera(db: Database, rec: CameraRecord, now_us: int) -> CameraRecord:

@@ -12,10 +12,12 @@ import json
 
 from sqlite_utils import Database
 
+from controller.models.records import model_ref
 from controller.registry.agents import one_agent
 from controller.registry.cameras import all_cameras
 from controller.registry.errors import UnknownAgent
-from fleet.messages import DesiredState
+from controller.registry.records import CameraRecord
+from fleet.messages import CameraSpec, DesiredState
 
 
 def canonical_digest(state: DesiredState) -> str:
@@ -24,13 +26,22 @@ def canonical_digest(state: DesiredState) -> str:
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def desired_state(db: Database, agent_id: str) -> DesiredState:
+def _spec(db: Database, cam: CameraRecord, models_url: str | None) -> CameraSpec:
+    spec = cam.spec()
+    # Without an API to serve them (a registry used on its own) models cannot be fetched.
+    if cam.model is None or models_url is None:
+        return spec
+    return spec.model_copy(update={"model": model_ref(db, cam.model, models_url)})
+
+
+def desired_state(db: Database, agent_id: str, models_url: str | None = None) -> DesiredState:
     """The cameras `agent_id` runs now: it owns them and is still their target (an owner whose
-    camera is moving elsewhere is told to let go first). Call inside a transaction (it may bump
-    the version)."""
+    camera is moving elsewhere is told to let go first), each with the model it uses, fetched
+    from `models_url`/sha256. Call inside a transaction (it may bump the version)."""
     if one_agent(db, agent_id) is None:
         raise UnknownAgent(agent_id)
-    runs = [c.spec() for c in all_cameras(db, owner=agent_id) if c.target == agent_id]
+    cameras = all_cameras(db, owner=agent_id)
+    runs = [_spec(db, c, models_url) for c in cameras if c.target == agent_id]
     state = DesiredState(version=0, cameras=runs)
     digest = canonical_digest(state)
     row = db.execute(

@@ -24,6 +24,7 @@ from fleet.messages import (
     ReportedState,
     RoiSpec,
     RtspUrl,
+    Sha256Hex,
     Slug,
     format_validation_error,
 )
@@ -84,9 +85,10 @@ class CameraSettings(BaseModel):
     rois: Rois = []
     placement: Placement = AUTO
     site: SiteName | None = None
+    model: Sha256Hex | None = None  # a model in the store, trained for this camera
 
     def spec(self) -> CameraSpec:
-        """What the owning agent is told to run."""
+        """What the owning agent is told to run (the desired state adds the model's ref)."""
         return CameraSpec(
             name=self.name,
             main_url=self.main_url,

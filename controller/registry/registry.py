@@ -23,6 +23,7 @@ from sqlite_utils import Database
 
 from controller.broker.identities import CONTROLLER_USERNAME, BrokerIdentity
 from controller.broker.passwd import hash_password, verify_password
+from controller.models.records import create_tables as create_model_tables
 from controller.registry import agents, cameras, enrollment, secret_files
 from controller.registry.desired import desired_state
 from controller.registry.records import (
@@ -61,6 +62,9 @@ class Registry:
         self._lock = threading.RLock()
         self._controller_password: str | None = None
         self._signing_key: Ed25519PrivateKey | None = None
+        # Where agents fetch models (`<url>/<sha256>`); the API sets it (create_app). Unset,
+        # desired states name no models.
+        self.models_url: str | None = None
 
     @classmethod
     def open(cls, data_dir: Path) -> Registry:
@@ -75,6 +79,7 @@ class Registry:
         db.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, much faster
         with db.atomic():
             create_schema(db)
+            create_model_tables(db)
         return cls(db, data_dir)
 
     def close(self) -> None:
@@ -234,4 +239,4 @@ class Registry:
     def desired_state(self, agent_id: str) -> DesiredState:
         """Raises UnknownAgent for an agent never enrolled."""
         with self.transaction() as db:
-            return desired_state(db, agent_id)
+            return desired_state(db, agent_id, self.models_url)

@@ -14,6 +14,7 @@ from agent.evaluation.cli import eval_command
 from controller.cli.admin import agents_app, camera_app, events_app, inspect_app, token_app
 from controller.cli.broker import broker_app
 from controller.cli.demo import demo_command
+from controller.cli.models import models_app
 from controller.cli.run import controller_app
 from fleet.cli.profiles import app as profiles_app
 from fleet.cli.sim import sim_command
@@ -33,6 +34,8 @@ app.add_typer(camera_app, name="camera")
 app.add_typer(inspect_app, name="inspect")
 app.add_typer(events_app, name="events")
 app.add_typer(broker_app, name="broker")
+# One `camfleet model` group: train/show act on files here, push/list on the controller.
+model_app.registered_commands += models_app.registered_commands
 app.add_typer(model_app, name="model")
 app.command("eval")(eval_command)
 app.command("demo")(demo_command)
