@@ -99,6 +99,12 @@ class InferencePool:
             raise InferencePoolError(f"no model {key!r} in the pool")
         return entry.input
 
+    def ensure_queue(self, jobs: int) -> None:
+        """Grow the queue to hold at least `jobs` (say, a frame's crops of every camera), so
+        cameras are held back by their share, not by a queue sized for fewer of them."""
+        with self._ready:
+            self.queue_size = max(self.queue_size, jobs)
+
     @property
     def capacity(self) -> int:
         """Jobs the pool holds at most: one running per worker plus a full queue."""

@@ -160,7 +160,9 @@ class DetectScheduler:
         """One decoded frame of `camera`; returns without waiting for inference."""
         with self._lock:
             state = self._cameras.get(camera)
-            share = max(1, self._pool.capacity // max(1, len(self._cameras)))
+            # A camera's share holds at least one frame's crops: a smaller one would skip part
+            # of every frame however idle the pool is.
+            share = max(len(rois), self._pool.capacity // max(1, len(self._cameras)))
         if state is None:
             raise SchedulerError(f"camera {camera!r} is not being analysed")
         if luma.ndim != 2:

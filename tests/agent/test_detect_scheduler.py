@@ -301,3 +301,25 @@ def test_stats_fit_the_heartbeat_and_the_stats_page(small_pool: InferencePool) -
     assert scheduler.snapshot() == SchedulerStats(
         pool=PoolStats(size=2, queue_size=8, queue_depth=0), cameras={}
     )
+
+
+def test_an_idle_pool_takes_every_roi_of_every_camera(small: ConvModel) -> None:
+    # One worker, many cameras with three ROIs each: a camera's share still holds a whole
+    # frame, and the queue grows to hold a frame of every camera.
+    pool = InferencePool(size=1)
+    analyser = Analyser(pool, small)
+    scheduler = DetectScheduler(pool, Scores(), QUIET)
+    cameras = [f"cam{i}" for i in range(8)]
+    for camera in cameras:
+        scheduler.add_camera(camera, fps=5, analyser=analyser)
+    pool.ensure_queue(3 * len(cameras))
+    try:
+        frame = busy_frames(5, 1)[0]
+        for camera in cameras:  # all at once: nothing has finished yet
+            scheduler.offer(camera, 0, frame, THREE_ROIS)
+        settled(scheduler, *cameras)
+        stats = scheduler.stats.snapshot()
+        assert all(stats[c]["frames_skipped"] == 0 for c in cameras), stats
+        assert sum(stats[c]["rois"]["a"]["analysed"] for c in cameras) == 8
+    finally:
+        pool.close()
