@@ -145,11 +145,6 @@ class CameraDetector:
     def model_key(self) -> str:
         return self.model.model_key
 
-    @property
-    def rois(self) -> list[str]:
-        """The ROIs scored (those the model was trained for)."""
-        return list(self._rois)
-
     def prepare(self, roi: str, crop: Luma, mask: Mask) -> Prepared:
         return Prepared(self.model.prepare(crop, mask), self.model.brightness(crop, mask))
 

@@ -48,6 +48,9 @@ class Prepared:
     brightness: float  # of the crop inside the polygon
 
 
+FRAMES_IN_FLIGHT = 2  # per camera, queued or running in the pool
+
+
 class SchedulerError(ValueError):
     """A camera or frame the scheduler cannot take."""
 
@@ -128,6 +131,7 @@ class _Camera:
     bucket: StampBucket
     rois: dict[str, _Roi]
     lock: threading.Lock  # one frame at a time per camera: gates are stateful
+    roi_count: int = 0  # of the frames offered lately
 
 
 class DetectScheduler:
@@ -160,11 +164,17 @@ class DetectScheduler:
         """One decoded frame of `camera`; returns without waiting for inference."""
         with self._lock:
             state = self._cameras.get(camera)
-            # A camera's share holds at least one frame's crops: a smaller one would skip part
-            # of every frame however idle the pool is.
-            share = max(len(rois), self._pool.capacity // max(1, len(self._cameras)))
-        if state is None:
-            raise SchedulerError(f"camera {camera!r} is not being analysed")
+            if state is None:
+                raise SchedulerError(f"camera {camera!r} is not being analysed")
+            if state.roi_count != len(rois):
+                # The pool holds FRAMES_IN_FLIGHT frames of every camera, and each camera's
+                # share is at least that: a smaller one would skip frames while the pool
+                # idles, or on any brief stall of the machine.
+                state.roi_count = len(rois)
+                total = sum(c.roi_count for c in self._cameras.values())
+                self._pool.ensure_queue(FRAMES_IN_FLIGHT * total)
+            share = max(FRAMES_IN_FLIGHT * len(rois),
+                        self._pool.capacity // len(self._cameras))  # fmt: skip
         if luma.ndim != 2:
             raise SchedulerError(f"{camera}: luma must be 2-D, got shape {luma.shape}")
         with state.lock:

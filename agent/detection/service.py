@@ -51,8 +51,6 @@ class DetectionService:
         self.scheduler.add_camera(camera, fps, detector)
         with self._lock:
             self._detectors[camera] = detector
-            crops = sum(len(d.rois) for d in self._detectors.values())
-        self.pool.ensure_queue(crops)
         return detector
 
     def detach(self, camera: str) -> None:

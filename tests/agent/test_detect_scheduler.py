@@ -216,7 +216,8 @@ def test_busy_camera_cannot_starve_a_calm_one() -> None:
     assert (calm["frames_analysed"], calm["frames_skipped"]) == (10, 0), stats
     assert [s.stamp_us for s in scores.of("calm")] == [i * 200_000 for i in range(10)]
     busy = stats["busy"]
-    assert busy["frames_skipped"] > 50
+    offered = busy["frames_analysed"] + busy["frames_gated"] + busy["frames_skipped"]
+    assert busy["frames_skipped"] > 0.2 * offered, busy  # it asked for far more than its share
     assert len(scores.of("busy")) >= 5  # the busy camera still gets its share
 
 
@@ -304,15 +305,14 @@ def test_stats_fit_the_heartbeat_and_the_stats_page(small_pool: InferencePool) -
 
 
 def test_an_idle_pool_takes_every_roi_of_every_camera(small: ConvModel) -> None:
-    # One worker, many cameras with three ROIs each: a camera's share still holds a whole
-    # frame, and the queue grows to hold a frame of every camera.
+    # One worker, many cameras with three ROIs each: a camera's share still holds whole
+    # frames, and the queue grows to hold them for every camera.
     pool = InferencePool(size=1)
     analyser = Analyser(pool, small)
     scheduler = DetectScheduler(pool, Scores(), QUIET)
     cameras = [f"cam{i}" for i in range(8)]
     for camera in cameras:
         scheduler.add_camera(camera, fps=5, analyser=analyser)
-    pool.ensure_queue(3 * len(cameras))
     try:
         frame = busy_frames(5, 1)[0]
         for camera in cameras:  # all at once: nothing has finished yet
