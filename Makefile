@@ -36,6 +36,7 @@ bench: sysdeps venv
 	$(BIN)/python -m benchmarks.sim_serving
 	$(BIN)/python -m benchmarks.ingest
 	$(BIN)/python -m benchmarks.controller
+	$(BIN)/python -m benchmarks.detect
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import av
 
-from fleet.sim.encoded import StreamEncoding, encode_loops, to_annexb
+from fleet.sim.encoded import EncodedLoop, StreamEncoding, encode_loops, to_annexb
 from fleet.sim.scene import SceneSpec
 from fleet.sim.truth import SceneClock
 
@@ -35,10 +35,7 @@ def footage(
 ) -> Iterator[Frame]:
     """`frames` stream frames from the clock's epoch, every `step`-th one decoded and yielded
     (all are decoded: H.264 needs its references)."""
-    encoding = StreamEncoding("eval", spec.width, spec.height, spec.fps,
-                              gop=_gop(spec), bitrate_kbps=BITRATE_KBPS)  # fmt: skip
-    loop = encode_loops(spec, [encoding], cache_dir, progress)["eval"]
-    stream = to_annexb(loop.units)
+    stream = to_annexb(encoded_loop(spec, cache_dir, progress).units)
     decoder = av.CodecContext.create("h264", "r")
     assert isinstance(decoder, av.VideoCodecContext)
     index = 0
@@ -54,6 +51,15 @@ def footage(
             index += 1
         decoder = av.CodecContext.create("h264", "r")  # the next pass starts on an IDR
         assert isinstance(decoder, av.VideoCodecContext)
+
+
+def encoded_loop(
+    spec: SceneSpec, cache_dir: Path, progress: Callable[[int, int], None] | None = None
+) -> EncodedLoop:
+    """The scene's loop as a sub stream would carry it, encoded once and cached."""
+    encoding = StreamEncoding("eval", spec.width, spec.height, spec.fps,
+                              gop=_gop(spec), bitrate_kbps=BITRATE_KBPS)  # fmt: skip
+    return encode_loops(spec, [encoding], cache_dir, progress)["eval"]
 
 
 def _gop(spec: SceneSpec) -> int:
