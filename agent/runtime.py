@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from agent.audit.auditor import FrameAuditor
 from agent.detection.detector import Detection, View, view_from_drift
+from agent.detection.drift import DriftSettings
 from agent.detection.event_log import EventLog
 from agent.detection.loaded_model import ModelLoadError, load_model
 from agent.detection.service import DetectionService
@@ -322,8 +323,9 @@ class AgentRuntime:
         )
         # Registering the sub stream, the main stream's packets tell its frame size.
         sizes = main.hub.subscribe("drift-size", "drop_oldest", 32) if tracked is not main else None
+        bounds = DriftSettings(**self.config.drift.model_dump())
         return DriftConsumer(cam.name, frames, partial(self._raise, snapshot=None, clip=None),
-                             sizes)  # fmt: skip
+                             sizes, bounds)  # fmt: skip
 
     def _gap_callbacks(
         self, camera: str, kind: StreamKind

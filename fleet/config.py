@@ -102,6 +102,15 @@ class Defaults(_Section):
     clip_post_s: Annotated[float, Field(ge=0, le=60)] = 5.0
 
 
+class DriftBounds(_Section):
+    """How far a camera may drift before `camera_moved` is raised; within them its ROIs simply
+    follow. Pixels of the stream drift is tracked on (the sub stream when there is one)."""
+
+    max_shift_px: Annotated[float, Field(gt=0, le=10000)] = 6.0
+    max_angle_deg: Annotated[float, Field(gt=0, le=45)] = 0.75
+    max_scale_change: Annotated[float, Field(gt=0, le=1)] = 0.03
+
+
 class Retention(_Section):
     max_age_hours: Annotated[float, Field(gt=0)] = 72.0
     max_disk_gb: Annotated[float, Field(gt=0)] = 10.0
@@ -113,6 +122,7 @@ class AgentConfig(_ServiceConfig):
     controller_url: HttpUrl | None = None
     defaults: Defaults = Defaults()
     retention: Retention = Retention()
+    drift: DriftBounds = DriftBounds()
     cameras: list[CameraConfig] = []
 
     @field_validator("cameras")

@@ -237,3 +237,16 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         load_agent_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="cannot read: Is a directory"):
         load_controller_config(tmp_path)
+
+
+def test_drift_bounds_are_the_trackers_settings(tmp_path: Path) -> None:
+    from agent.detection.drift import DriftSettings
+
+    text = 'data_dir = "d"\n[drift]\nmax_shift_px = 3.5\nmax_angle_deg = 0.5\n'
+    agent = load_agent_config(write(tmp_path, text))
+    settings = DriftSettings(**agent.drift.model_dump())
+    assert (settings.max_shift_px, settings.max_angle_deg, settings.max_scale_change) == (
+        3.5, 0.5, 0.03,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"drift\.max_shift_px"):
+        load_agent_config(write(tmp_path, 'data_dir = "d"\n[drift]\nmax_shift_px = 0\n'))
