@@ -6,11 +6,12 @@ at ingest, and every consumer — recorder, detector, live view — sees the sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 import av
+import av.stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,10 @@ class StreamInfo:
     extradata: bytes | None  # SPS/PPS (avcC or Annex-B) as the demuxer reports them
     fps: float | None  # nominal, from the SDP or the camera; None when unknown
     generation: int  # increments on every (re)connect or parameter change
+    # The stream's exact codec parameters for a muxer, in a copy that outlives the connection
+    # (the recorder may start a segment from a queued packet after ingest closed the demuxer,
+    # which frees the demuxer's own stream); None when the source has none.
+    template: av.stream.Stream | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,10 +31,14 @@ from agent.runtime import AgentRuntime
 from benchmarks.machine import CpuWindow, describe
 from benchmarks.simulator import PROFILE, REPO, pinned, simulator
 from fleet.config import AgentConfig
+from fleet.profiles import load_profile
 
 SEGMENT_SECONDS = 10.0
 STARTUP_TIMEOUT_S = 30.0
 DECODE_RUNS = 3  # best of: the machine may be shared
+# Longest wait after the window for the recorder to index what was received in it (it indexes
+# a fragment, one GOP of 2 s, late; more under load).
+DRAIN_TIMEOUT_S = 30.0
 
 
 # -- the agent side (runs in its own process, pinned) -----------------------------------------
@@ -42,7 +46,9 @@ DECODE_RUNS = 3  # best of: the machine may be shared
 
 def agent_worker(urls: list[str], data_dir: Path) -> None:
     """Record `urls` with the agent's own runtime, inspection and snapshots off (no decode);
-    print READY once all stream, stop on a stdin line, print the counts as JSON."""
+    print READY once all stream. On a stdin line (the window's end) note what each stream has
+    received, wait until the recorder has taken all of it to disk and index, stop, and print
+    the counts as JSON."""
     config = AgentConfig(
         data_dir=data_dir,
         defaults={"segment_seconds": SEGMENT_SECONDS},
@@ -61,11 +67,15 @@ def agent_worker(urls: list[str], data_dir: Path) -> None:
         time.sleep(0.1)
     print("READY", flush=True)
     sys.stdin.readline()
+    cut = {f"{c.camera}/{c.stream}": c.stats().packets for c in connections}
+    drained = _wait_recorded(runtime, cut)
     runtime.stop()
     rec = runtime.recording.stats()
     print(
         json.dumps(
             {
+                "window_received": cut,
+                "drained": drained,
                 "received": sum(c.stats().packets for c in connections),
                 "reconnects": sum(c.stats().reconnects for c in connections),
                 "recorder": asdict(rec) if rec else None,
@@ -73,6 +83,39 @@ def agent_worker(urls: list[str], data_dir: Path) -> None:
         ),
         flush=True,
     )
+
+
+def _wait_recorded(runtime: AgentRuntime, cut: dict[str, int]) -> bool:
+    """Wait until the recorder has accounted for (recorded and indexed, or counted as not
+    recordable) every packet received by the cut. Frames are indexed a fragment (a GOP) late, so
+    this takes a GOP or two; False if it did not happen within DRAIN_TIMEOUT_S."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        rec = runtime.recording.stats()
+        streams = rec.streams if rec else {}
+        if all(
+            (s := streams.get(name)) is not None
+            and s.recorded + s.before_keyframe + s.lost >= received
+            for name, received in cut.items()
+        ):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _window_counts(cut: dict[str, int], streams: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Frames received by the end of the window and what became of them, stream by stream. The
+    recorder takes a stream's frames in order, so of its recorded frames the first ones are the
+    window's; frames it lost are all put down to the window (exact when it lost none)."""
+    received = recorded = before = 0
+    for name, n in cut.items():
+        s = streams.get(name, {"recorded": 0, "before_keyframe": 0, "lost": 0})
+        before_keyframe = min(n, s["before_keyframe"])
+        received += n
+        before += before_keyframe
+        recorded += max(0, min(n - before_keyframe - s["lost"], s["recorded"]))
+    return {"received": received, "recorded": recorded, "before_keyframe": before,
+            "lost": received - recorded - before}  # fmt: skip
 
 
 def measure_agent(urls: list[str], seconds: float, data_dir: Path) -> dict[str, Any]:
@@ -88,20 +131,22 @@ def measure_agent(urls: list[str], seconds: float, data_dir: Path) -> dict[str, 
             raise SystemExit(f"agent worker failed to start (exit {worker.wait(10)})")
         with CpuWindow([worker.pid]) as window:
             time.sleep(seconds)
-        out, _ = worker.communicate("stop\n", timeout=60)
+        out, _ = worker.communicate("stop\n", timeout=60 + DRAIN_TIMEOUT_S)
     finally:
         if worker.poll() is None:
             worker.kill()
     stats = json.loads(out)
-    streams = stats["recorder"]["streams"].values()
-    recorded = sum(s["recorded"] for s in streams)
+    streams = stats["recorder"]["streams"]
+    pushed = sum(s["packets"] for s in streams.values())
     return {
         "window": window,
+        "in_window": _window_counts(stats["window_received"], streams),
+        "drained": stats["drained"],
         "received": stats["received"],
-        "pushed": sum(s["packets"] for s in streams),
-        "recorded": recorded,
-        "before_keyframe": sum(s["before_keyframe"] for s in streams),
-        "lost": stats["received"] - recorded - sum(s["before_keyframe"] for s in streams),
+        "pushed": pushed,
+        "recorded": sum(s["recorded"] for s in streams.values()),
+        "recorder_lost": sum(s["lost"] for s in streams.values()),
+        "after_recorder": stats["received"] - pushed,
         "reconnects": stats["reconnects"],
         "errors": stats["recorder"]["errors"],
     }
@@ -223,16 +268,25 @@ def run(n: int, seconds: float, distinct_scenes: int) -> None:
     a, f = _per_camera_minute(ours["window"], n), _per_camera_minute(peer["window"], n)
     cores = ours["window"].cores
     print(f"cameras: {n} x 1080p15 4 Mbit/s ({PROFILE}), steady windows {seconds:.0f} s each")
+    # The agent takes the transport from the camera's profile; the ffmpeg peer always uses TCP.
+    print(f"RTSP transport: camfleet {load_profile(PROFILE).transport}, ffmpeg tcp")
     print(f"camfleet agent  : {a:.3f} CPU s per camera-minute ({cores * 100:.1f}% of one core)")
     print(
         f"ffmpeg x{n:<7d}: {f:.3f} CPU s per camera-minute "
         f"({peer['window'].cores * 100:.1f}% of one core)"
     )
     print(f"ratio camfleet/ffmpeg: {a / f:.2f}")
+    w = ours["in_window"]
     print(
-        f"camfleet frames: received {ours['received']}, pushed to recorder {ours['pushed']}, "
-        f"recorded {ours['recorded']}, before first keyframe {ours['before_keyframe']}, "
-        f"lost {ours['lost']} (reconnects {ours['reconnects']}, recorder errors {ours['errors']})"
+        f"camfleet frames received by the window's end: {w['received']}, recorded and indexed "
+        f"{w['recorded']}, before first keyframe {w['before_keyframe']}, lost {w['lost']}"
+        + ("" if ours["drained"] else f" (recorder not caught up within {DRAIN_TIMEOUT_S:g} s)")
+    )
+    print(
+        f"camfleet frames by the stop: received {ours['received']}, pushed to recorder "
+        f"{ours['pushed']}, recorded {ours['recorded']}, lost by recorder {ours['recorder_lost']}; "
+        f"{ours['after_recorder']} arrived after the recorder stopped (the runtime ends recording "
+        f"before ingest) (reconnects {ours['reconnects']}, recorder errors {ours['errors']})"
     )
     print(
         f"ffmpeg frames: recorded {peer['recorded']} in {len(peer['segments'])} segments "

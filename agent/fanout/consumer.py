@@ -56,7 +56,11 @@ class Consumer(Generic[T]):
         self._on_close = on_close
         self._wakeup = wakeup  # shared with other consumers one thread waits on
         self._items: deque[T] = deque()
-        self._ready = threading.Condition(threading.Lock())
+        # A plain lock for the per-item paths (a Condition's `with` goes through Python code);
+        # the condition on it is only for get() callers that block.
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._waiting = 0  # threads blocked in get(): offer notifies only when there are some
         self._closed = False
         self._delivered = self._dropped = self._skipped = self._high_water = 0
 
@@ -66,33 +70,54 @@ class Consumer(Generic[T]):
 
     def offer(self, item: T) -> None:
         """Queue an item (the hub's side); never blocks, ignored once closed."""
-        with self._ready:
+        with self._lock:
             if self._closed:
                 return
-            if self.policy == "drop_oldest" and len(self._items) >= self.maxsize:
-                self._items.popleft()
+            items = self._items
+            if self.policy == "drop_oldest" and len(items) >= self.maxsize:
+                items.popleft()
                 self._dropped += 1
-            self._items.append(item)
-            if len(self._items) > self._high_water:
-                self._high_water = len(self._items)
-            self._ready.notify()
-        if self._wakeup is not None:
-            self._wakeup.set()
+            items.append(item)
+            if len(items) > self._high_water:
+                self._high_water = len(items)
+            if self._waiting:
+                self._ready.notify()
+        # Still set means the woken thread has not cleared it yet, and it takes what it finds
+        # only after clearing: this item is seen either way. Skipping the set saves a
+        # Condition round trip for nearly every packet of a busy stream.
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.is_set():
+            wakeup.set()
 
     def skip(self) -> None:
         """Count an item deliberately not offered."""
-        with self._ready:
+        with self._lock:
             self._skipped += 1
 
     def get(self, timeout: float | None = None) -> T | None:
         """The next item; None after `timeout` s, or once closed and drained."""
-        with self._ready:
-            if not self._ready.wait_for(lambda: self._items or self._closed, timeout):
-                return None
+        with self._lock:
+            if not self._items and not self._closed and timeout != 0:
+                self._waiting += 1
+                try:
+                    self._ready.wait_for(lambda: self._items or self._closed, timeout)
+                finally:
+                    self._waiting -= 1
             if not self._items:
                 return None
             self._delivered += 1
             return self._items.popleft()
+
+    def take(self, limit: int) -> list[T]:
+        """Up to `limit` queued items, oldest first, without waiting: for a thread that serves
+        many consumers woken by a shared `wakeup`."""
+        if not self._items:  # no lock for the common empty case; a later offer sets wakeup
+            return []
+        with self._lock:
+            items = self._items
+            batch = [items.popleft() for _ in range(min(limit, len(items)))]
+            self._delivered += len(batch)
+        return batch
 
     def __iter__(self) -> Iterator[T]:
         """Items until the consumer is closed and drained."""
@@ -101,7 +126,7 @@ class Consumer(Generic[T]):
 
     def close(self) -> None:
         """Unsubscribe: nothing more is queued; what is queued can still be taken."""
-        with self._ready:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
@@ -110,7 +135,7 @@ class Consumer(Generic[T]):
             self._on_close(self)
 
     def stats(self) -> ConsumerStats:
-        with self._ready:
+        with self._lock:
             return ConsumerStats(
                 name=self.name,
                 policy=self.policy,

@@ -310,6 +310,7 @@ class StreamConnection:
             extradata=params.extradata,
             fps=params.fps,
             generation=generation,
+            template=params.template,
         )
 
     def _set(self, state: ConnectionState, reason: str) -> None:

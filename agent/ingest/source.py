@@ -28,15 +28,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import av
+import av.stream
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
@@ -71,6 +73,7 @@ class StreamParams:
     time_base: Fraction
     extradata: bytes | None
     fps: float | None
+    template: av.stream.Stream | None = field(default=None, compare=False, repr=False)
 
 
 class PacketSource(Protocol):
@@ -112,6 +115,14 @@ def parameter_sets(codec: str, data: bytes) -> tuple[bytes, ...]:
             # NAL units never end in 0x00: trailing zeros belong to a 4-byte start code.
             found.append(data[begin : start if start >= 0 else len(data)].rstrip(b"\x00"))
     return tuple(found)
+
+
+def detached_template(stream: av.stream.Stream) -> av.stream.Stream:
+    """A copy of a demuxer stream's codec parameters that stays valid after its container is
+    closed: a stream of a private output container that is never written (and that the copy
+    keeps alive). A closed demuxer's own stream crashes a muxer that copies from it."""
+    holder = av.open(io.BytesIO(), "w", format="mp4")
+    return holder.add_stream_from_template(stream)
 
 
 def tcp_reachable(url: str, timeout_s: float = 0.5) -> bool:
@@ -234,6 +245,7 @@ class PyAVSource:
             time_base=stream.time_base or Fraction(1, 90_000),
             extradata=extradata,
             fps=float(rate) if rate else None,
+            template=detached_template(stream),
         )
 
     def _next(self) -> av.Packet[Any]:

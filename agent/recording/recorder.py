@@ -18,8 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-import av.stream
-
 from agent.frames import StampedPacket
 from agent.recording.chain import file_sha256
 from agent.recording.index import FrameRow, Gap, GapReason, Index
@@ -216,8 +214,10 @@ class Recorder:
             st.orphan = None
         stamp = sp.stamp.capture_us
         rel = segment_relpath(st.camera, st.stream, stamp)
-        # The demuxer's stream holds the exact codec parameters (None for a detached packet).
-        template: av.stream.Stream | None = sp.packet.stream
+        # Exact codec parameters: ingest's copy, which outlives its connection (this packet may
+        # have waited in the queue while ingest reconnected). Without one, the demuxer's stream,
+        # which its caller keeps open (None for a detached packet).
+        template = sp.info.template if sp.info.template is not None else sp.packet.stream
         writer = SegmentWriter(self.index.resolve(rel), sp.info, template, self._opener)
         try:
             seg_id = self.index.open_segment(st.camera, st.stream, rel, stamp, sp.info.generation)
@@ -265,7 +265,7 @@ class Recorder:
         self._index_confirmed(st, seg)
         path = seg.writer.path
         self.index.close_segment(
-            seg.segment_id, seg.end_us, seg.writer.written, path.stat().st_size, file_sha256(path)
+            seg.segment_id, seg.end_us, seg.writer.written, path.stat().st_size, seg.writer.sha256
         )
         st.seg = None
         st.stats.segments += 1

@@ -34,6 +34,10 @@ class Decision:
     restarted: bool  # the stream's generation changed with this packet
 
 
+# Every decision there is, made once: decide() runs for every packet.
+_DECISIONS = {(a, r): Decision(a, r) for a in Action for r in (False, True)}
+
+
 class Segmenter:
     """Segment boundaries of one stream."""
 
@@ -49,12 +53,12 @@ class Segmenter:
         self._generation = generation
         if restarted and self._start_us is not None and not keyframe:
             self._start_us = None
-            return Decision(Action.CLOSE, restarted)
+            return _DECISIONS[Action.CLOSE, restarted]
         if self._start_us is None or restarted:
             return self._start(keyframe, stamp_us, restarted)
         if keyframe and stamp_us - self._start_us >= self.segment_us:
             return self._start(keyframe, stamp_us, restarted)
-        return Decision(Action.APPEND, restarted)
+        return _DECISIONS[Action.APPEND, restarted]
 
     def stopped(self) -> None:
         """The recorder closed the segment on its own (a write failed); wait for a keyframe."""
@@ -62,9 +66,9 @@ class Segmenter:
 
     def _start(self, keyframe: bool, stamp_us: int, restarted: bool) -> Decision:
         if not keyframe:
-            return Decision(Action.SKIP, restarted)
+            return _DECISIONS[Action.SKIP, restarted]
         self._start_us = stamp_us
-        return Decision(Action.START, restarted)
+        return _DECISIONS[Action.START, restarted]
 
 
 def nominal_frame_us(packet_duration_us: int | None, fps: float | None) -> int:

@@ -154,12 +154,10 @@ class RecordingService:
     def _drain(self, recorder: Recorder) -> int:
         moved = 0
         for consumer in self._consumers.values():
-            for _ in range(BATCH):
-                sp = consumer.get(timeout=0)
-                if sp is None:
-                    break
+            batch = consumer.take(BATCH)
+            for sp in batch:
                 recorder.push(sp)
-                moved += 1
+            moved += len(batch)
         return moved
 
     def _apply_retention(self, index: Index) -> None:

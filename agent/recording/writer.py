@@ -8,6 +8,7 @@ Files are opened through an `Opener`, the one place a test (or a quota layer) ca
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import struct
 from collections.abc import Callable
@@ -34,8 +35,27 @@ def open_exclusive(path: Path) -> BinaryIO:
     return path.open("xb", buffering=0)
 
 
+class _HashingFile:
+    """The segment file as the muxer sees it: write-only, so the muxer streams (fragmented MP4
+    never needs to seek back), and every byte is hashed on its way in — the chain's file hash
+    without reading the segment back at close."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        n = self._file.write(data)
+        if n is None or n >= len(data):  # None: a buffered file took it all
+            self.sha256.update(data)
+            return len(data)
+        self.sha256.update(memoryview(data)[:n])  # a short write: what reached the file
+        return n
+
+
 class SegmentWriter:
-    """Writes one segment; `confirmed` counts the packets known to be in the file."""
+    """Writes one segment; `confirmed` counts the packets known to be in the file, `sha256` is
+    the file's hash once closed."""
 
     def __init__(
         self, path: Path, info: StreamInfo, template: av.stream.Stream | None, opener: Opener
@@ -44,9 +64,13 @@ class SegmentWriter:
         self.written = 0
         self.confirmed = 0
         self._file = opener(path)
+        self._hashing = _HashingFile(self._file)
         try:
             self._out: av.container.OutputContainer = av.open(
-                self._file, "w", format="mp4", options={"movflags": MOVFLAGS, "flush_packets": "1"}
+                self._hashing,
+                "w",
+                format="mp4",
+                options={"movflags": MOVFLAGS, "flush_packets": "1"},
             )
             # The demuxer's stream carries the exact codec parameters (SPS/PPS). Without one,
             # PyAV takes them from the first keyframe's in-band parameter sets.
@@ -79,6 +103,11 @@ class SegmentWriter:
         self._out.close()
         self._file.close()
         self.confirmed = self.written
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of everything written to the file (complete once closed)."""
+        return self._hashing.sha256.hexdigest()
 
     def abort(self) -> None:
         """Close after a failed write; what reached the file stays, nothing more is confirmed."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
@@ -218,6 +219,42 @@ def test_one_wakeup_event_tells_a_thread_that_any_of_its_consumers_has_work(hubs
     assert not wakeup.is_set()
     publish_all(a_hub, fake(1))
     assert wakeup.is_set()
+
+
+def test_take_hands_over_a_batch_oldest_first_without_waiting(hubs: Any) -> None:
+    hub = hubs()
+    recorder = hub.subscribe("recorder", "never_drop", 10)
+    assert recorder.take(5) == []
+    publish_all(hub, fake(5))
+    assert [sp.stamp.seq for sp in recorder.take(3)] == [0, 1, 2]
+    assert [sp.stamp.seq for sp in recorder.take(10)] == [3, 4]
+    assert recorder.take(10) == []
+    stats = recorder.stats()
+    assert (stats.delivered, stats.depth) == (5, 0)
+
+
+def test_a_thread_serving_many_consumers_is_woken_for_every_packet(hubs: Any) -> None:
+    """The recorder's loop: clear the shared wakeup, take from every consumer, wait. Publishers
+    skip setting a wakeup that is already set; no packet may be left waiting while it sleeps."""
+    wakeup = threading.Event()
+    per_hub, made = 2000, [hubs() for _ in range(4)]
+    consumers = [h.subscribe("rec", "never_drop", 10, wakeup=wakeup) for h in made]
+    publishers = [
+        threading.Thread(target=lambda h=h: [h.publish(sp) for sp in fake(per_hub)]) for h in made
+    ]
+    for t in publishers:
+        t.start()
+    got, deadline = 0, time.monotonic() + 30
+    while got < per_hub * len(made) and time.monotonic() < deadline:
+        wakeup.clear()
+        moved = sum(len(c.take(64)) for c in consumers)
+        got += moved
+        if not moved and not wakeup.wait(timeout=5):
+            # Asleep for the whole timeout: only right if nothing was queued meanwhile.
+            assert sum(c.stats().depth for c in consumers) == 0, "a wakeup was lost"
+    for t in publishers:
+        t.join(5)
+    assert got == per_hub * len(made)
 
 
 def test_closing_unsubscribes_and_a_closed_hub_lets_consumers_drain(hubs: Any) -> None:

@@ -432,6 +432,8 @@ def test_one_connection_reads_the_camera_with_increasing_stamps(
     assert (info.codec, info.width, info.height, info.fps) == ("h264", 320, 180, 25.0)
     assert info.extradata is not None and info.extradata.startswith(b"\x00\x00\x00\x01\x67")
     conn.stop()
+    # The recorder's copy of the codec parameters outlives the connection's demuxer.
+    assert info.template is not None and (info.template.width, info.template.height) == (320, 180)
     assert conn.status.state == ConnectionState.STOPPED
     wait_for(lambda: clients(hik_sim)[0] == 0, what="our session to be torn down")
 

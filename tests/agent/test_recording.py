@@ -24,7 +24,8 @@ from conftest import require_tool
 from interop.media import make_h264_mp4
 
 from agent.frames import Stamp, StampedPacket, StreamInfo
-from agent.recording.chain import verify_chain
+from agent.ingest.source import detached_template
+from agent.recording.chain import file_sha256, verify_chain
 from agent.recording.index import FrameRow, Gap, Index, MediaIndexError
 from agent.recording.recorder import Recorder
 from agent.recording.segmenter import SegmentPathError, segment_relpath
@@ -166,6 +167,7 @@ def test_segments_start_on_keyframes_with_the_right_length_and_play(tmp_path: Pa
         assert (probe["codec_name"], probe["width"], probe["height"]) == ("h264", 320, 180)
         assert int(probe["nb_read_frames"]) == seg.frames
         assert seg.bytes == path.stat().st_size
+        assert seg.sha256 == file_sha256(path)  # hashed as written, never read back
 
 
 def test_packets_are_recorded_byte_for_byte_and_not_touched(tmp_path: Path) -> None:
@@ -234,6 +236,25 @@ def test_annexb_packets_as_rtsp_gives_them(tmp_path: Path, detached: bool) -> No
     with av.open(str(index.resolve(seg.path))) as c:
         recorded = [luma_sha256(f) for f in c.decode(video=0)]
     assert recorded == decoded_lumas(*demuxed(2))
+
+
+def test_segments_start_from_queued_packets_after_their_connection_closed(tmp_path: Path) -> None:
+    """Ingest reconnects while the recorder still has the old connection's packets queued:
+    the closed demuxer's stream is gone, ingest's detached copy of its parameters is not."""
+    stream, packets = demuxed(4)
+    info = replace(info_of(stream), template=detached_template(stream))
+    sps = stamped(packets, info)
+    stream.container.close()  # what PyAVSource.close() does on a reconnect
+    index = record(tmp_path, sps)
+    segs = index.segments("cam1", "main")
+    assert [s.frames for s in segs] == [30, 30]
+    for seg in segs:
+        path = index.resolve(seg.path)
+        probe = ffprobe(path)
+        assert (probe["width"], probe["height"], int(probe["nb_read_frames"])) == (320, 180, 30)
+    assert [f for s in segs for f in file_packets(index.resolve(s.path))] == [
+        bytes(p) for p in packets
+    ]
 
 
 def test_new_generation_closes_the_segment_and_waits_for_a_keyframe(tmp_path: Path) -> None:
