@@ -241,18 +241,17 @@ class AgentRuntime:
     def _shut_down(
         self, pipelines: list[StreamPipeline], end_recording: Callable[[], None]
     ) -> None:
-        """Consumers first, so every analysed frame is also recorded; then the recording, while
-        ingest still holds its connection (a segment the recorder starts copies its codec
-        parameters from the demuxer's stream, which closing the connection frees); then
-        ingest; hubs last."""
+        """Consumers first, so every analysed frame is also recorded; then ingest; then the
+        recording, which writes everything ingest received before it ends (segments carry
+        their own copy of the codec parameters, so closed connections do not matter); hubs
+        last."""
         running = self._phase == "running"
         if running:
             for p in pipelines:
                 p.stop_consumers()
-        end_recording()
-        if running:
             for p in pipelines:
                 p.stop_ingest()
+        end_recording()
         for p in pipelines:
             p.hub.close()
 
