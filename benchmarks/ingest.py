@@ -285,8 +285,8 @@ def run(n: int, seconds: float, distinct_scenes: int) -> None:
     print(
         f"camfleet frames by the stop: received {ours['received']}, pushed to recorder "
         f"{ours['pushed']}, recorded {ours['recorded']}, lost by recorder {ours['recorder_lost']}; "
-        f"{ours['after_recorder']} arrived after the recorder stopped (the runtime ends recording "
-        f"before ingest) (reconnects {ours['reconnects']}, recorder errors {ours['errors']})"
+        f"{ours['after_recorder']} arrived after the recorder stopped "
+        f"(reconnects {ours['reconnects']}, recorder errors {ours['errors']})"
     )
     print(
         f"ffmpeg frames: recorded {peer['recorded']} in {len(peer['segments'])} segments "
