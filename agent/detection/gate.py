@@ -34,7 +34,9 @@ class GateSettings:
     cell_threshold: float = 10.0  # luma levels a cell must differ from the background
     changed_share: float = 0.02  # share of the polygon's cells that must change
     background_rate: float = 0.05  # weight of each checked frame in the running average
-    heartbeat_s: float = 5.0  # a frame passes at least this often regardless
+    # A frame passes at least this often regardless: so an open event hears a low score within
+    # a second once its ROI is still again, and a parked object keeps being scored.
+    heartbeat_s: float = 1.0
 
     def __post_init__(self) -> None:
         if min(self.grid) < 1 or self.cell_threshold <= 0 or self.heartbeat_s <= 0:

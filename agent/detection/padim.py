@@ -10,9 +10,14 @@ alarm threshold is a high quantile of the ROI scores of held-back normal frames 
 each cluster's frames are cross-fitted in folds, so every frame is scored once by statistics that
 never saw it.
 
+Each cell's Gaussian pools the samples of the cells around it (`neighbourhood`): a passer-by
+seen a cell higher in training is then normal here too, which a site's footage, with its paths
+never all covered, needs; an object that is new anywhere near stays new.
+
 Covariances are shrunk because there are few frames per cell for d x d entries: Ledoit-Wolf
 towards a scaled identity by default (shrinkage chosen per cell from the data), or a fixed share
-towards the diagonal. A small ridge per channel keeps cells that never changed invertible.
+towards the diagonal. A ridge per channel, a share of that channel's variance over all cells,
+keeps a cell whose background never changed from calling a change of a noise level an anomaly.
 """
 
 from __future__ import annotations
@@ -42,14 +47,15 @@ class PadimFormatError(ValueError):
 class PadimSettings:
     channels: int = 32  # d: channels drawn from the feature map
     shrinkage: float | None = None  # None: Ledoit-Wolf per cell; else fixed, towards the diagonal
-    ridge: float = 1e-3  # added to each channel's variance, as a share of its mean variance
+    ridge: float = 1.0  # added to each channel's variance, as a share of its mean variance
+    neighbourhood: int = 1  # a cell's Gaussian pools the cells this many rows/columns around it
     max_clusters: int = 3  # brightness sets
     min_cluster_frames: int = 40  # a brightness set needs this many frames
     min_cluster_gap: float = 25.0  # luma levels between brightness centres
-    folds: int = 5  # cross-fitting folds that give every frame a held-back score
+    folds: int = 5  # cross-fitting folds (blocks of time) that give every frame a held-back score
     quantile: float = 0.995  # of held-back ROI scores
     margin: float = 1.1  # threshold = quantile x margin
-    top_k: int = 0  # ROI score: 0 = max over the ROI's cells, else the mean of the k highest
+    top_k: int = 8  # ROI score: 0 = max over the ROI's cells, else the mean of the k highest
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,8 +69,8 @@ class PadimSettings:
             raise ValueError(f"folds must be at least 2, got {self.folds}")
         if not 0 < self.quantile <= 1:
             raise ValueError(f"quantile must be in (0, 1], got {self.quantile}")
-        if self.margin < 1 or self.top_k < 0 or self.ridge < 0:
-            raise ValueError("margin must be >= 1, top_k and ridge >= 0")
+        if self.margin < 1 or self.top_k < 0 or self.ridge < 0 or self.neighbourhood < 0:
+            raise ValueError("margin must be >= 1, top_k, ridge and neighbourhood >= 0")
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,7 +105,8 @@ def fit(
     mask: Mask | None = None,
     settings: PadimSettings = PadimSettings(),
 ) -> PadimStats:
-    """Statistics of N normal frames' feature maps (N, H, W, C) with their mean luma (N,).
+    """Statistics of N normal frames' feature maps (N, H, W, C), in time order, with their mean
+    luma (N,).
 
     `mask` (H, W) marks the ROI's cells (see `cell_mask`; None: all cells): the threshold is
     calibrated for the ROI score over exactly those cells, so score with the same mask.
@@ -123,11 +130,11 @@ def fit(
     labels = np.argmin(np.abs(lumas[:, None] - centres[None, :]), axis=1)
     held_back, means, precisions = [], [], []
     for k in range(len(centres)):
-        members = rng.permutation(np.flatnonzero(labels == k))
+        members = np.flatnonzero(labels == k)  # in time order: the folds are blocks of time
         if len(members) < 2 * settings.folds:
             raise ValueError(f"brightness cluster {k} has only {len(members)} of {n} frames")
         held_back.append(_held_back_scores(cells[members], roi, settings))
-        mean, precision = _gaussians(cells[members], settings)
+        mean, precision = _gaussians(cells[members], (h, w), settings)
         means.append(mean)
         precisions.append(precision)
     quantile = float(np.quantile(np.concatenate(held_back), settings.quantile))
@@ -171,13 +178,15 @@ def _held_back_scores(cells: Floats, roi: Mask, settings: PadimSettings) -> Floa
 
     Cross-fitting over `folds` folds gives every frame a held-back score, so the quantile rests
     on all of them rather than on a small held-out share, and the statistics in use are fitted on
-    all frames; they fit new frames a little better than the fold statistics did, which keeps the
-    threshold on the safe side.
+    all frames. The folds are contiguous blocks of time: frames a fifth of a second apart are
+    near copies, so a random split would score each frame by statistics that saw its neighbours
+    and calibrate for footage already seen; a block instead holds passers-by, paths and light the
+    other blocks never saw, as new footage does.
     """
     folds = np.array_split(np.arange(len(cells)), settings.folds)
     scores = []
     for fold in folds:
-        mean, precision = _gaussians(np.delete(cells, fold, axis=0), settings)
+        mean, precision = _gaussians(np.delete(cells, fold, axis=0), roi.shape, settings)
         maps = _score_maps(cells[fold], mean, precision)
         scores.append(_roi_scores(maps.reshape(len(fold), *roi.shape), roi, settings.top_k))
     return np.concatenate(scores)
@@ -240,18 +249,31 @@ def _kmeans_1d(values: Floats, k: int, rounds: int = 50) -> Floats:
     return np.sort(centres)
 
 
-def _gaussians(cells: Floats, settings: PadimSettings) -> tuple[Floats, Floats]:
-    """Mean (K, d) and inverse shrunk covariance (K, d, d) of samples (n, K, d)."""
+def _gaussians(
+    cells: Floats, grid: tuple[int, int], settings: PadimSettings
+) -> tuple[Floats, Floats]:
+    """Mean (K, d) and inverse shrunk covariance (K, d, d) of samples (n, K = h * w, d), each
+    cell's pooled with its neighbours'.
+
+    Pooling needs each cell's moments only: the pooled covariance is the mean of the neighbours'
+    second moments about the pooled mean, so it costs one pass over the samples whatever the
+    neighbourhood."""
     n, _, d = cells.shape
-    mean = cells.mean(axis=0)
-    centred = cells - mean
-    by_cell = np.ascontiguousarray(centred.transpose(1, 0, 2))  # (K, n, d), so matmul uses BLAS
-    cov = np.matmul(by_cell.transpose(0, 2, 1), by_cell) / n
+    around = _neighbours(grid, settings.neighbourhood)  # (m, K)
+    own_mean = cells.mean(axis=0)
+    by_cell = np.ascontiguousarray((cells - own_mean).transpose(1, 0, 2))  # (K, n, d) for BLAS
+    own_cov = np.matmul(by_cell.transpose(0, 2, 1), by_cell) / n
+    # Ledoit-Wolf's mean of |x|^4, about each cell's own mean: it only sets how much to shrink
+    own_fourth = ((by_cell**2).sum(axis=2) ** 2).mean(axis=1)
+    mean = own_mean[around].mean(axis=0)
+    offsets = own_mean[around] - mean  # (m, K, d): each neighbour's mean about the pooled one
+    cov = own_cov[around].mean(axis=0) + np.einsum("mki,mkj->kij", offsets, offsets) / len(around)
+    fourth = own_fourth[around].mean(axis=0)
     variances = np.diagonal(cov, axis1=1, axis2=2)
     if settings.shrinkage is None:
         mu = variances.mean(axis=1)  # (K,) scale of the identity target
         target = mu[:, None, None] * np.eye(d)
-        alpha = _ledoit_wolf_shrinkage(centred, cov, mu)
+        alpha = _ledoit_wolf_shrinkage(fourth, n * len(around), cov, mu)
     else:
         target = variances[:, :, None] * np.eye(d)
         alpha = np.full(len(cov), settings.shrinkage)
@@ -261,12 +283,27 @@ def _gaussians(cells: Floats, settings: PadimSettings) -> tuple[Floats, Floats]:
     return mean, np.linalg.inv(shrunk)
 
 
-def _ledoit_wolf_shrinkage(centred: Floats, cov: Floats, mu: Floats) -> Floats:
-    """Per cell, the Ledoit-Wolf (2004) shrinkage towards mu * I (as in scikit-learn)."""
-    n, _, d = centred.shape
-    beta_sum = ((centred**2).sum(axis=2) ** 2).sum(axis=0) / n  # sum over i, j of E[x_i^2 x_j^2]
+def _neighbours(grid: tuple[int, int], radius: int) -> npt.NDArray[np.intp]:
+    """(m, h * w): per offset within `radius` rows and columns, the cell each cell pools; at the
+    map's edge the nearest cell inside stands in for the missing ones."""
+    h, w = grid
+    offsets = range(-radius, radius + 1)
+    rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
+    return np.stack(
+        [
+            (np.clip(rows + dy, 0, h - 1) * w + np.clip(cols + dx, 0, w - 1)).reshape(-1)
+            for dy in offsets
+            for dx in offsets
+        ]
+    )
+
+
+def _ledoit_wolf_shrinkage(fourth: Floats, n: int, cov: Floats, mu: Floats) -> Floats:
+    """Per cell, the Ledoit-Wolf (2004) shrinkage towards mu * I (as in scikit-learn), from the
+    mean of |x|^4 over the n centred samples and their covariance."""
+    d = cov.shape[1]
     cov_sq = (cov**2).sum(axis=(1, 2))
-    beta = (beta_sum - cov_sq) / n
+    beta = (fourth - cov_sq) / n
     delta = cov_sq - 2 * mu * np.trace(cov, axis1=1, axis2=2) + d * mu**2
     beta = np.minimum(beta, delta)
     shrinkage: Floats = np.divide(beta, delta, out=np.zeros_like(delta), where=delta > 0)

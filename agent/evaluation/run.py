@@ -49,7 +49,9 @@ Progress = Callable[[str, int, int], None]
 @dataclass(frozen=True)
 class EvalSettings:
     minutes: float = 10.0  # of footage with anomalies, and as much anomaly-free footage
-    train_takes: int = 4  # normal takes of one loop each to train on
+    # Normal takes of one loop each to train on: each brings 3-4 passers-by on new paths, as a
+    # site's days of footage do; with 4 the paths of new footage were too often unseen.
+    train_takes: int = 12
     loop_seconds: float = 60.0
     drift_px: float = 3.0
     drift_deg: float = 0.3

@@ -117,7 +117,7 @@ def test_round_trip(artifact: ModelArtifact, built: BuiltExtractor, tmp_path: Pa
 
 def test_manifest_describes_the_model(artifact: ModelArtifact, built: BuiltExtractor) -> None:
     manifest = artifact.manifest
-    assert manifest.format_version == 1
+    assert manifest.format_version == 2
     assert manifest.model_version.startswith("cam-1-20250301T123000Z-")
     assert len(manifest.model_version.rsplit("-", 1)[1]) == 8
     assert manifest.extractor == "patch-pca"
@@ -164,10 +164,10 @@ def test_truncated_file_is_refused(written: Path) -> None:
 
 def test_unknown_format_is_refused(artifact: ModelArtifact, tmp_path: Path) -> None:
     manifest = json.loads(artifact.manifest_json)
-    manifest["format_version"] = 2
+    manifest["format_version"] = 3
     path = tmp_path / "future.cfm"
     _repack(path, {MANIFEST_FILE: json.dumps(manifest).encode(), **artifact.files})
-    with pytest.raises(ModelArtifactError, match=r"format 2 is not supported .* reads format 1"):
+    with pytest.raises(ModelArtifactError, match=r"format 3 is not supported .* reads format 2"):
         ModelArtifact.read(path)
     _repack(path, {"notes.txt": b"hello"})
     with pytest.raises(ModelArtifactError, match=r"no manifest\.json"):

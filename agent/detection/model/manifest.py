@@ -15,7 +15,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from agent.detection.model.extractor import ExtractorName, Preprocessing
 from fleet.messages import CameraName, Count, ModelVersion, RoiId, RoiSpec, Sha256Hex, StampUs
 
-FORMAT_VERSION: Final = 1
+# 2: "luma-standardised" centres on the median and scales by a share of it, no longer by the
+# crop's std; a format-1 artifact's statistics were fitted on other inputs.
+FORMAT_VERSION: Final = 2
 EXTRACTOR_FILE: Final = "extractor.tflite"
 LICENSE_FILE: Final = "LICENSE"
 FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]

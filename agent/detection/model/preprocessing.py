@@ -2,11 +2,15 @@
 
 The crop is resampled to the input size by two small matrix products: area averaging where it
 shrinks (no aliasing of fine texture), bilinear where it grows. "luma-standardised" then takes
-the mean and standard deviation of the crop's pixels inside the ROI mask and maps them to 0 and
-1, so a lighting change that scales or shifts the whole ROI leaves the input as it was; pixels
-outside the mask become 0. The deviation is floored at `STD_FLOOR` luma levels so that a flat,
-dark ROI does not blow sensor noise up into texture. "luma-unit-range" is luma / 255, repeated
-over the channels, for extractors trained on such images.
+the median luma of the crop's pixels inside the ROI mask as the level: it subtracts it and
+divides by `CONTRAST_SHARE` of it, so a lighting gain over the whole ROI leaves the input as it
+was and a small offset barely moves it; pixels outside the mask become 0. The scale is fixed by
+the level, not by the crop's own contrast (as a standard deviation would be): a flat patch over
+the ROI stays flat instead of having its noise blown up to the contrast of normal texture, and a
+person walking in does not rescale every other cell. The median is not moved by an object
+covering less than half the ROI. The level is floored at `LEVEL_FLOOR` so that a dark ROI does
+not amplify sensor noise. "luma-unit-range" is luma / 255, repeated over the channels, for
+extractors trained on such images.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from agent.detection.model.extractor import Preprocessing
 from agent.detection.roi_geometry import Mask
 
 Input = npt.NDArray[np.float32]  # (1, height, width, channels)
-STD_FLOOR = 4.0  # luma levels
+CONTRAST_SHARE = 0.25  # of the level: luma this far from it maps to +-1
+LEVEL_FLOOR = 32.0  # luma levels
 
 
 def prepare(p: Preprocessing, crop: Luma, mask: Mask) -> Input:
@@ -35,9 +40,9 @@ def prepare(p: Preprocessing, crop: Luma, mask: Mask) -> Input:
         inside = crop[mask]
         if not inside.size:
             raise ValueError("the ROI mask covers no pixel of the crop")
-        std = max(float(inside.std()), STD_FLOOR)
-        image -= np.float32(inside.mean())
-        image *= np.float32(1 / std)
+        level = float(np.median(inside))
+        image -= np.float32(level)
+        image *= np.float32(1 / (CONTRAST_SHARE * max(level, LEVEL_FLOOR)))
         image *= input_mask(p, mask)
     else:
         image *= np.float32(1 / 255)
