@@ -92,6 +92,7 @@ def run(
     """
     from agent.api.app import create_app
     from agent.discovery.scan import scan
+    from agent.fleet.clips import ClipRequestError
     from agent.fleet.member import FleetMember
     from agent.health.events import gap_event
     from agent.health.from_stats import StatsHealthWatch
@@ -137,8 +138,14 @@ def run(
 
     def on_event(event: Event, clip: tuple[int, int] | None) -> None:
         """ROI anomalies (a closed one with its clip), camera moved, view lost."""
-        if member is not None:
+        if member is None:
+            return
+        try:
             member.raise_event(event, clip)
+        except ClipRequestError as exc:  # e.g. an event longer than a clip may be
+            logging.getLogger("camfleet.agent").warning("event %s sent without its clip: %s",
+                                                        event.id, exc)  # fmt: skip
+            member.raise_event(event)
 
     runtime = AgentRuntime(cfg, on_gap=on_gap, on_event=on_event)
     if fleet:
