@@ -279,6 +279,7 @@ DetectionKind = Literal["anomaly", "camera_moved", "view_lost"]
 HealthKind = Literal["camera_offline", "camera_online", "camera_degraded", "recording_gap"]
 EventKind = Literal[DetectionKind, HealthKind]
 HEALTH_KINDS: Final[frozenset[str]] = frozenset(get_args(HealthKind))
+MAX_EVENT_SCORES: Final = 1200  # 4 min at 5 fps: a score plot, not an archive
 
 
 class Event(BaseMessage):
@@ -298,11 +299,18 @@ class Event(BaseMessage):
     model_version: ModelVersion | None = None
     adjustment: RoiAdjustment
     clip_id: UUID | None = None
+    # Still going on: a later message with the same id carries its end (and clears this).
+    open: bool = False
+    threshold: float | None = None  # the ROI's score threshold when it was scored
+    # The ROI's score over the event with some lead-in, as (frame stamp, score), in time order.
+    scores: Annotated[list[tuple[StampUs, float]], Field(max_length=MAX_EVENT_SCORES)] = []
 
     @model_validator(mode="after")
     def _ordered_stamps(self) -> Self:
         if not self.start_us <= self.peak_us <= self.end_us:
             raise ValueError("stamps must satisfy start_us <= peak_us <= end_us")
+        if any(a[0] >= b[0] for a, b in zip(self.scores, self.scores[1:], strict=False)):
+            raise ValueError("scores must be in strictly increasing stamp order")
         return self
 
 
