@@ -4,20 +4,25 @@ fleet supervision and the HTTP API, started and stopped as one."""
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 from pathlib import Path
+from types import FrameType
 from urllib.parse import urlsplit
 
-import uvicorn
 from fastapi import APIRouter
 
 from controller.api.app import create_app
 from controller.api.context import ApiContext
 from controller.api.discovery import router as discovery_router
 from controller.api.events import router as events_router
+from controller.api.live import router as live_router
 from controller.api.metrics import render_event_metrics
 from controller.api.proxy import router as proxy_router
+from controller.api.server import ApiServer
+from controller.api.updates import UpdateSource
+from controller.api.updates import router as updates_router
 from controller.auth import AdminAuth, set_admin_password
 from controller.broker.embedded import EmbeddedBroker
 from controller.broker.identities import CONTROLLER_USERNAME
@@ -87,8 +92,20 @@ class ControllerService:
                 controller_url=f"http://{_advertised(config.http.host)}:{config.http.port}",
                 on_change=self._changed,
                 on_revoke=self._revoked,
-                routers=[events_router, discovery_router, proxy_router, *(extra_routers or [])],
-                app_state={"events": self.events, "clips": self.clips, "service": self},
+                routers=[
+                    events_router,
+                    discovery_router,
+                    proxy_router,
+                    live_router,
+                    updates_router,
+                    *(extra_routers or []),
+                ],
+                app_state={
+                    "events": self.events,
+                    "clips": self.clips,
+                    "service": self,
+                    "updates": UpdateSource(self.registry, self.events),
+                },
                 extra_metrics=lambda: render_event_metrics(
                     self.events.counts(), *dispatcher.counts()
                 ),
@@ -166,18 +183,23 @@ class ControllerService:
         self.registry.close()
 
     def run(self) -> None:
-        """Serve until SIGINT/SIGTERM, then stop everything cleanly."""
+        """Serve until SIGINT/SIGTERM, then stop everything cleanly (from the main thread)."""
+        # uvicorn stops on SIGTERM, then raises it again for the handler it found: this one
+        # makes that an exception, so the `finally` below still runs (the default would end
+        # the process on the spot, events still queued).
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         self.start()
         try:
-            server = uvicorn.Server(
-                uvicorn.Config(self.app, host=self.config.http.host, port=self.config.http.port,
-                               log_level="warning")
-            )  # fmt: skip
+            server = ApiServer(self.app, self.config.http.host, self.config.http.port)
             log.info("controller API on http://%s:%d", self.config.http.host,
                      self.config.http.port)  # fmt: skip
             server.run()
         finally:
             self.stop()
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _advertised(host: str) -> str:

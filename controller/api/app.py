@@ -2,7 +2,8 @@
 
 Public: GET /health, POST /login, POST /logout, POST /enroll (the token is the credential).
 GET /models/{sha256} takes an agent's credentials too (see models_routes). Everything else, the
-lead's extra routers included, needs an admin session.
+lead's extra routers included, needs an admin session. The web client's static files are served
+at / (they hold no data: the page asks the API, which wants the login).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from controller.api import fleet as fleet_routes
 from controller.api.context import ApiContext
 from controller.api.errors import install_error_handlers
 from controller.api.security import require_admin
+from controller.api.server import Closing
 from controller.api.sessions import VERSION
 from controller.auth import AdminAuth
+from controller.web import mount_web_client
 
 API_PREFIX: Final = "/api/v1"
-_RESERVED_STATE: Final = frozenset({"ctx", "admin_auth"})
+_RESERVED_STATE: Final = frozenset({"ctx", "admin_auth", "closing"})
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -34,6 +37,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         setattr(app.state, key, value)
     app.state.ctx = ctx
     app.state.admin_auth = AdminAuth(ctx.registry)
+    app.state.closing = Closing()
     install_error_handlers(app)
     app.include_router(sessions.router, prefix=API_PREFIX)
     app.include_router(enroll.router)  # at fleet.enrollment.ENROLL_PATH
@@ -47,4 +51,5 @@ def create_app(ctx: ApiContext) -> FastAPI:
                       response_class=PlainTextResponse, include_in_schema=False)  # fmt: skip
     for router in ctx.routers:  # as they are: they carry their own prefix (/api/v1)
         app.include_router(router, dependencies=admin_only)
+    mount_web_client(app)  # last: every API route wins over it
     return app

@@ -51,6 +51,7 @@ def list_events(
     until_us: Stamp = None,
     min_score: float | None = None,
     acknowledged: bool | None = None,
+    open: Annotated[bool | None, Query(description="still going on, or over")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> EventPage:
@@ -59,7 +60,7 @@ def list_events(
         f = EventFilter(
             camera=camera, roi_id=roi_id, kinds=tuple(kind) if kind else None,
             agent_id=agent_id, since_us=since_us, until_us=until_us, min_score=min_score,
-            acknowledged=acknowledged, limit=limit, cursor=cursor,
+            acknowledged=acknowledged, open=open, limit=limit, cursor=cursor,
         )  # fmt: skip
     except InvalidFilter as exc:
         raise HTTPException(400, str(exc)) from None

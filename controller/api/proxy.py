@@ -18,7 +18,8 @@ Ctx = Annotated[ApiContext, Depends(api_context)]
 
 # What the agent answers that is worth passing on; hop-by-hop and length headers are not.
 _PASSED_HEADERS: Final = ("content-type", "content-disposition", "x-camfleet-frames",
-                          "x-camfleet-first", "x-camfleet-last", "x-camfleet-stamp")  # fmt: skip
+                          "x-camfleet-first", "x-camfleet-last", "x-camfleet-stamp",
+                          "x-camfleet-codec")  # fmt: skip
 _TIMEOUT: Final = httpx.Timeout(30.0, connect=3.0)
 
 
@@ -30,7 +31,8 @@ def _media_url(ctx: ApiContext, agent_id: str) -> str:
     return url.rstrip("/")
 
 
-def _owner_url(ctx: ApiContext, camera: str) -> str:
+def owner_url(ctx: ApiContext, camera: str) -> str:
+    """The media URL of the agent running `camera`; 404 or 503 (saying why) without one."""
     record = ctx.registry.camera(camera)
     if record is None:
         raise HTTPException(404, f"no camera {camera!r}")
@@ -42,22 +44,37 @@ def _owner_url(ctx: ApiContext, camera: str) -> str:
 def _forward(
     ctx: ApiContext, camera: str, path: str, params: Mapping[str, str], base: str | None = None
 ) -> Response:
-    return _get(f"{base or _owner_url(ctx, camera)}/cameras/{camera}/{path}", params, camera)
+    return _get(f"{base or owner_url(ctx, camera)}/cameras/{camera}/{path}", params, camera)
 
 
 def _get(url: str, params: Mapping[str, str], camera: str) -> Response:
     try:
         answer = httpx.get(url, params=dict(params), timeout=_TIMEOUT)
     except httpx.HTTPError as exc:
-        raise HTTPException(502, f"the agent serving {camera!r} did not answer: {exc}") from None
-    headers = {k: v for k, v in answer.headers.items() if k.lower() in _PASSED_HEADERS}
+        raise HTTPException(502, unreachable(camera, exc)) from None
+    headers = passed_headers(answer)
     return Response(answer.content, status_code=answer.status_code, headers=headers)
+
+
+def unreachable(camera: str, exc: httpx.HTTPError) -> str:
+    return f"the agent serving {camera!r} did not answer: {exc}"
+
+
+def passed_headers(answer: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in answer.headers.items() if k.lower() in _PASSED_HEADERS}
 
 
 @router.get("/cameras/{camera}/snapshot.jpg")
 def snapshot(camera: str, request: Request, ctx: Ctx) -> Response:
     """The camera's latest frame, from its agent."""
     return _forward(ctx, camera, "snapshot.jpg", request.query_params)
+
+
+@router.get("/cameras/{camera}/detection")
+def detection(camera: str, ctx: Ctx) -> Response:
+    """The camera's live detection state (ROIs where they are now, scores, thresholds), as
+    JSON from its agent."""
+    return _forward(ctx, camera, "detection", {})
 
 
 @router.get("/cameras/{camera}/recordings")

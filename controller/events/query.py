@@ -60,6 +60,7 @@ class EventFilter:
     until_us: int | None = None
     min_score: float | None = None
     acknowledged: bool | None = None
+    open: bool | None = None  # still going on (True) or over (False)
     limit: int = DEFAULT_LIMIT
     cursor: str | None = None
 
@@ -110,6 +111,8 @@ class EventFilter:
             add(f"{t}.peak_score >= ?", self.min_score)
         if self.acknowledged is not None:
             add(f"{t}.acknowledged_us IS {'NOT ' if self.acknowledged else ''}NULL")
+        if self.open is not None:
+            add(f"{t}.open = {int(self.open)}")  # a literal: the partial index on open = 1
         if (after := self.after()) is not None:
             add(f"({t}.start_us, {t}.id) < (?, ?)", after.start_us, str(after.event_id))
         return " AND ".join(conds) or "1", args

@@ -17,7 +17,8 @@ class EventRecord(Event):
     """An Event as the controller stored it: who sent it, when, and what was done about it.
 
     `clip_id` is the event's own clip or, failing that, a complete clip whose manifest names
-    the event; `clip_complete` says whether that clip can be served.
+    the event; `clip_complete` says whether that clip can be served. `open`, `threshold` and
+    `scores` are as the agent's latest message for the event said.
     """
 
     agent_id: AgentId

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from controller.events.query import EventFilter, InvalidFilter, Position
 from controller.events.records import EventRecord, UnknownEvent
-from controller.events.store import EVENTS_FILE, EventStore
+from controller.events.store import ALARM_CAMERAS_SQL, EVENTS_FILE, EventStore
 from fleet.messages import IDENTITY, Box, Event, EventKind, RoiAdjustment
 
 KINDS: list[EventKind] = ["anomaly", "camera_moved", "camera_offline", "recording_gap"]
@@ -110,6 +110,9 @@ def test_every_field_is_kept_exactly(store: EventStore) -> None:
         model_version="padim-2024-06-10",
         adjustment=RoiAdjustment(dx=3.5, dy=-1.25, angle_deg=0.2, scale=1.0),
         clip_id=uuid.uuid4(),
+        open=True,
+        threshold=0.8123456789,
+        scores=[(1_718_000_000_000_001, 0.1), (1_718_000_001_500_002, 0.9312345678901234)],
     )
     store.store("edge-01", event, received_us=1_718_000_005_000_000)
     record = store.get(event.id)
@@ -154,6 +157,7 @@ def reference(events: list[tuple[str, Event]], acked: set[uuid.UUID], f: EventFi
             and (f.until_us is None or e.start_us <= f.until_us)
             and (f.min_score is None or e.peak_score >= f.min_score)
             and (f.acknowledged is None or (e.id in acked) == f.acknowledged)
+            and (f.open is None or e.open == f.open)
         )
 
     hits = [e for agent_id, e in events if matches(agent_id, e)]
@@ -176,6 +180,7 @@ event_specs = st.lists(
         st.integers(0, 10),  # duration
         st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]),
         st.booleans(),  # acknowledged
+        st.booleans(),  # open
     ),
     max_size=40,
 )
@@ -189,6 +194,7 @@ filters = st.builds(
     until_us=_maybe(st.integers(20, 45)),
     min_score=_maybe(st.sampled_from([0.0, 0.5, 0.8])),
     acknowledged=_maybe(st.booleans()),
+    open=_maybe(st.booleans()),
     limit=st.integers(1, 7),
 )
 
@@ -199,10 +205,10 @@ def test_queries_page_through_exactly_what_the_filter_selects(
     specs: list[tuple[Any, ...]], f: EventFilter
 ) -> None:
     events, acked = [], set()
-    for agent_id, camera, roi_id, kind, start, duration, score, ack in specs:
+    for agent_id, camera, roi_id, kind, start, duration, score, ack, is_open in specs:
         e = make_event(
             camera=camera, roi_id=roi_id, kind=kind, start_us=start, end_us=start + duration,
-            peak_us=start, peak_score=score,
+            peak_us=start, peak_score=score, open=is_open,
         )  # fmt: skip
         events.append((agent_id, e))
         if ack:
@@ -271,6 +277,7 @@ def test_cursor_round_trips() -> None:
         EventFilter(kinds=("camera_offline", "camera_online")),
         EventFilter(agent_id="edge-01"),
         EventFilter(acknowledged=False),
+        EventFilter(open=True),
         EventFilter(min_score=0.5, since_us=5, until_us=10),
         EventFilter(camera="gate", acknowledged=False, cursor=Position(5, uuid.uuid4()).cursor()),
     ],
@@ -282,6 +289,7 @@ def test_cursor_round_trips() -> None:
         "kinds",
         "agent",
         "unacknowledged",
+        "open",
         "score-and-time",
         "camera-unacknowledged-after-cursor",
     ],
@@ -411,3 +419,131 @@ def test_a_closing_roi_event_updates_the_one_sent_when_it_opened(store: EventSto
         closed.end_us, 2.5, closed.clip_id,
     )  # fmt: skip
     assert record.received_us == 10 and store.counts()["duplicates"] == 3
+
+
+# -- open events, the change feed, alarms, older databases ---------------------------------------
+
+
+def test_an_event_stored_open_ends_closed_and_a_late_open_repeat_does_not_reopen_it(
+    store: EventStore,
+) -> None:
+    start = 1_718_000_000_000_000
+    opened = make_event(start_us=start, end_us=start, peak_us=start, open=True, threshold=1.0,
+                        scores=[(start, 1.5)])  # fmt: skip
+    assert store.store("edge-01", opened, 10) is True
+    # The closing message may end where the opening one did: closing is news of its own.
+    closed = opened.model_copy(update={"open": False, "scores": [(start - 1, 0.2), (start, 1.5)]})
+    assert store.store("edge-01", closed, 20) is True
+    still_open_later = opened.model_copy(update={"end_us": start + 5_000_000})
+    for late in (opened, still_open_later):  # a repeat of the opening, or a later "still open"
+        assert store.store("edge-01", late, 30) is False
+    record = store.get(opened.id)
+    assert record is not None
+    assert (record.open, record.end_us, record.threshold) == (False, start, 1.0)
+    assert record.scores == [(start - 1, 0.2), (start, 1.5)]
+    assert [r.id for r in store.query(EventFilter(open=False)).items] == [opened.id]
+    assert store.query(EventFilter(open=True)).items == []
+
+
+def test_every_change_takes_the_next_number_of_the_change_feed(store: EventStore) -> None:
+    assert (store.last_seq, store.changes(0, 10)) == (0, [])
+    first, second = make_event(start_us=2), make_event(start_us=1, open=True)
+    store.store_many([("edge-01", first, 0), ("edge-01", second, 0)])
+    assert store.last_seq == 2
+    assert [(seq, r.id) for seq, r in store.changes(0, 10)] == [(1, first.id), (2, second.id)]
+
+    store.store("edge-01", first, 1)  # a repeat changes nothing
+    store.acknowledge(first.id, "alice", 5)
+    store.acknowledge(first.id, "bob", 6)  # nor does acknowledging again
+    assert [(seq, r.id, r.acknowledged_by) for seq, r in store.changes(2, 10)] == [
+        (3, first.id, "alice")
+    ]
+    closed = second.model_copy(update={"open": False, "end_us": second.end_us + 1})
+    store.store("edge-01", closed, 2)
+    own_clip = uuid.uuid4()
+    named = make_event(start_us=3, clip_id=own_clip)
+    store.store("edge-01", named, 3)
+    store.link_clip(first.id, uuid.uuid4())  # the clip its manifest names
+    store.link_clip(None, own_clip)  # the clip the event named itself
+    store.link_clip(None, own_clip)  # repeats are harmless
+    changes = store.changes(3, 10)
+    # An event changed twice (stored at 5, its clip completed at 7) shows once, at its latest.
+    assert [(seq, r.id) for seq, r in changes] == [(4, second.id), (6, first.id), (7, named.id)]
+    assert changes[0][1].open is False
+    assert changes[1][1].clip_complete and changes[2][1].clip_complete
+    assert [seq for seq, _ in store.changes(3, 2)] == [4, 6]  # in order, `limit` at most
+    assert store.last_seq == 7
+
+
+def test_the_change_feed_goes_on_after_reopening(tmp_path: Path) -> None:
+    first = EventStore.open(tmp_path)
+    first.store("edge-01", make_event(), 0)
+    first.close()
+    again = EventStore.open(tmp_path)
+    try:
+        assert again.last_seq == 1
+        later = make_event()
+        again.store("edge-01", later, 0)
+        assert [(seq, r.id) for seq, r in again.changes(1, 10)] == [(2, later.id)]
+    finally:
+        again.close()
+
+
+def test_cameras_with_an_open_detection_event_are_in_alarm(
+    store: EventStore, tmp_path: Path
+) -> None:
+    events = [
+        make_event(camera="cam1", kind="anomaly", open=True),
+        make_event(camera="cam1", kind="anomaly", open=True),
+        make_event(camera="cam2", kind="camera_moved", open=True),
+        make_event(camera="cam3", kind="view_lost", open=True),
+        make_event(camera="cam4", kind="anomaly", open=False),
+        make_event(camera="cam5", kind="camera_offline", open=True),  # not a detection kind
+    ]
+    store.store_many([("edge-01", e, 0) for e in events])
+    assert store.alarm_cameras() == {"cam1", "cam2", "cam3"}
+    closed = events[2].model_copy(update={"open": False, "end_us": events[2].end_us + 1})
+    store.store("edge-01", closed, 1)
+    assert store.alarm_cameras() == {"cam1", "cam3"}
+    with sqlite3.connect(tmp_path / EVENTS_FILE) as conn:
+        plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {ALARM_CAMERAS_SQL}"))
+    assert "USING INDEX idx_events_open" in plan, plan
+
+
+# The events table as the first release made it, and a row it held.
+_FIRST_SCHEMA = """
+CREATE TABLE events (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, camera TEXT NOT NULL,
+    roi_id TEXT, kind TEXT NOT NULL, start_us INTEGER NOT NULL, end_us INTEGER NOT NULL,
+    peak_us INTEGER NOT NULL, peak_score FLOAT NOT NULL, detail TEXT, box TEXT,
+    model_version TEXT, adjustment TEXT NOT NULL, clip_id TEXT, received_us INTEGER NOT NULL,
+    acknowledged_by TEXT, acknowledged_us INTEGER);
+CREATE TABLE complete_clips (clip_id TEXT PRIMARY KEY, event_id TEXT);
+"""
+
+
+def test_a_database_from_before_open_events_keeps_working(tmp_path: Path) -> None:
+    old = uuid.uuid4()
+    with sqlite3.connect(tmp_path / EVENTS_FILE) as conn:
+        conn.executescript(_FIRST_SCHEMA)
+        conn.execute(
+            "INSERT INTO events (id, agent_id, camera, kind, start_us, end_us, peak_us,"
+            " peak_score, adjustment, received_us) VALUES (?, 'edge-01', 'gate', 'anomaly',"
+            " 5, 6, 5, 0.7, ?, 9)",
+            (str(old), IDENTITY.model_dump_json()),
+        )
+    conn.close()
+    store = EventStore.open(tmp_path)
+    try:
+        record = store.get(old)
+        assert record is not None
+        assert (record.open, record.threshold, record.scores, record.peak_score) == (
+            False, None, [], 0.7,
+        )  # fmt: skip
+        assert (store.last_seq, store.changes(0, 10)) == (0, [])
+        new = make_event(open=True, threshold=0.5, scores=[(1, 0.1)], start_us=1, peak_us=1)
+        store.store("edge-01", new, 10)
+        assert [r.id for r in store.query(EventFilter(open=True)).items] == [new.id]
+        store.acknowledge(old, "alice", 11)
+        assert [(seq, r.id) for seq, r in store.changes(0, 10)] == [(1, new.id), (2, old)]
+    finally:
+        store.close()

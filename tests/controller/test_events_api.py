@@ -147,6 +147,23 @@ def test_bad_queries_are_refused_with_the_reason(
     assert text in response.text
 
 
+def test_open_events_and_their_scores(served: Served) -> None:
+    start = 200 * S
+    going_on = make_event(start_us=start, end_us=start, peak_us=start, open=True, threshold=1.2,
+                          scores=[(start - S, 0.3), (start, 1.9)])  # fmt: skip
+    over = make_event(start_us=100 * S)
+    served.events.store_many([("edge-01", going_on, 0), ("edge-01", over, 0)])
+
+    (item,) = served.http.get("/events", params={"open": "true"}).json()["items"]
+    assert (item["id"], item["open"], item["threshold"]) == (str(going_on.id), True, 1.2)
+    assert item["scores"] == [[start - S, 0.3], [start, 1.9]]
+    closed = served.http.get("/events", params={"open": "false"}).json()["items"]
+    assert [i["id"] for i in closed] == [str(over.id)]
+    assert served.http.get(f"/events/{over.id}").json()["open"] is False
+    bad = served.http.get("/events", params={"open": "maybe"})
+    assert bad.status_code == 422 and "open" in bad.text
+
+
 def test_one_event_and_clear_404s(served: Served) -> None:
     event = make_event(detail="camera cable cut", kind="camera_offline")
     served.events.store("edge-01", event, 5)
