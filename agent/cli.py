@@ -165,9 +165,12 @@ def run(
         fleet_stats=member.stats if member else None,
         test_events=member.raise_test_event if member and test_hooks else None,
     )
+    # Live streams (GET .../live.mp4) never end by themselves: shutting down, uvicorn waits
+    # 2 s for open responses, then cancels them.
     server = uvicorn.Server(
-        uvicorn.Config(api, host=cfg.http.host, port=cfg.http.port, log_level="warning")
-    )
+        uvicorn.Config(api, host=cfg.http.host, port=cfg.http.port, log_level="warning",
+                       timeout_graceful_shutdown=2)
+    )  # fmt: skip
 
     def on_signal(signum: int, frame: object) -> None:
         server.should_exit = True

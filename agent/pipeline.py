@@ -1,5 +1,5 @@
 """One camera stream's chain, as the runtime holds it: its connection (ingest + stamping), its
-hub, and the consumers hanging off the hub (live snapshots, audit, drift tracking)."""
+hub, and the consumers hanging off the hub (live snapshots and GOP, audit, drift tracking)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,25 @@ from typing import Any
 from agent.audit.auditor import FrameAuditor
 from agent.detection.tracking import DriftConsumer
 from agent.fanout.hub import StreamHub
+from agent.frames import StampedPacket, StreamInfo
 from agent.ingest.connection import StreamConnection
+from agent.live.gop import GopCache
 from agent.live.latest import LatestFrame
 from agent.stamping.stamper import Stamper
 from fleet.profiles import StreamKind
+
+
+class PacketTap:
+    """Hands ingest's packets to the hub, noting the stream parameters in force on the way (the
+    frame size, without decoding a frame)."""
+
+    def __init__(self, hub: StreamHub) -> None:
+        self._publish = hub.publish
+        self.info: StreamInfo | None = None
+
+    def __call__(self, sp: StampedPacket) -> None:
+        self.info = sp.info
+        self._publish(sp)
 
 
 @dataclass
@@ -23,11 +38,18 @@ class StreamPipeline:
     hub: StreamHub
     stamper: Stamper
     connection: StreamConnection
+    tap: PacketTap  # what the connection publishes through
     live: LatestFrame | None
     # (frames analysed by auditors already stopped, the current auditor): swapped as one
     # tuple so a reader never sees a count twice or not at all.
     audit: tuple[int, FrameAuditor | None] = field(default=(0, None))
     drift: DriftConsumer | None = None  # on the stream registered: sub if any, else main
+    gop: GopCache | None = None  # the live stream's current GOP, for viewers to start with
+
+    @property
+    def info(self) -> StreamInfo | None:
+        """The stream's parameters as of its latest packet; None before the first."""
+        return self.tap.info
 
     @property
     def auditor(self) -> FrameAuditor | None:
@@ -41,6 +63,8 @@ class StreamPipeline:
     def start(self) -> None:
         if self.live:
             self.live.start()
+        if self.gop:
+            self.gop.start()
         if self.auditor:
             self.auditor.start()
         if self.drift:
@@ -57,6 +81,8 @@ class StreamPipeline:
             self.drift.stop()
         if self.live:
             self.live.stop()
+        if self.gop:
+            self.gop.stop()
 
     def switch_auditor(self, make: Callable[[], FrameAuditor | None], running: bool) -> None:
         """Replace the detection consumer (None: no inspection); ingest and recording go on."""

@@ -28,8 +28,10 @@ from agent.detection.snapshot import annotated_jpeg
 from agent.detection.tracking import DRIFT_FPS, DriftConsumer
 from agent.fanout.hub import StreamHub
 from agent.ingest.connection import IngestError, StreamConnection, SystemClock
+from agent.live.detection_state import DetectionState, detection_state
+from agent.live.gop import GopCache
 from agent.live.latest import LatestFrame
-from agent.pipeline import StreamPipeline
+from agent.pipeline import PacketTap, StreamPipeline
 from agent.recording.index import Gap, Index
 from agent.recording.service import RecordingService, RetentionPolicy
 from agent.stamping.clock import ClockSyncProbe, clock_synchronised
@@ -69,7 +71,8 @@ class AgentRuntime:
         on_gap: GapListener = _ignore_gap,
         on_event: EventSink = _ignore_event,
     ) -> None:
-        """`snapshots=False` leaves out the live consumer (and its keyframe decoding);
+        """`snapshots=False` leaves out the live consumers (snapshots, with their keyframe
+        decoding, and the GOP live viewers start with: they then wait for a keyframe);
         `on_gap` hears of every interval ingest lost (e.g. to raise a health event);
         `on_event` hears of detection events (ROI anomalies, camera_moved, view_lost), from
         tracking and inference threads, after the agent's own event log has them."""
@@ -137,10 +140,24 @@ class AgentRuntime:
             drift.recapture()
         return drift is not None
 
+    def detection_state(self, camera: str) -> DetectionState | None:
+        """The camera's ROIs, where they are now and how they score; None: no such camera."""
+        with self._lock:
+            cam = self._cameras.get(camera)
+            analysed = self._analysed(camera)
+        if cam is None or analysed is None:
+            return None
+        return detection_state(cam, analysed.stream, analysed.info, analysed.drift,
+                               self.detection.detector(camera))  # fmt: skip
+
     def _tracked(self, camera: str) -> DriftConsumer | None:
         with self._lock:
-            pipelines = [self._pipelines.get((camera, s)) for s in ("sub", "main")]
-        return next((p.drift for p in pipelines if p and p.drift), None)
+            analysed = self._analysed(camera)
+        return analysed.drift if analysed else None
+
+    def _analysed(self, camera: str) -> StreamPipeline | None:
+        """The stream detection and drift tracking look at: sub if any, else main (under _lock)."""
+        return self._pipelines.get((camera, "sub")) or self._pipelines.get((camera, "main"))
 
     def start(self) -> None:
         with self._changing:
@@ -200,17 +217,19 @@ class AgentRuntime:
         parts = []
         for kind, url in streams:
             hub, stamper = StreamHub(f"{cam.name}/{kind}"), Stamper()
+            tap = PacketTap(hub)
             gap_start, gap_end = self._gap_callbacks(cam.name, kind)
             connection = StreamConnection(
-                cam.name, kind, url, profile, stamper, hub.publish, clock=self.clock,
+                cam.name, kind, url, profile, stamper, tap, clock=self.clock,
                 on_gap_start=gap_start, on_gap_end=gap_end,
             )  # fmt: skip
-            parts.append(StreamPipeline(cam.name, kind, hub, stamper, connection, None))
+            parts.append(StreamPipeline(cam.name, kind, hub, stamper, connection, tap, None))
         for p in parts:
             self.recording.record(p.hub)
             if self.snapshots:
                 p.live = LatestFrame(p.hub.subscribe("live", "drop_oldest", 2, wants_frames=True,
                                                      keyframes_only=True))  # fmt: skip
+                p.gop = GopCache(p.hub)
         # Detection and drift tracking look at the sub stream if there is one (listed last):
         # the same frames, and the audit proves the recording of that stream.
         analysed = parts[-1]

@@ -8,16 +8,19 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from agent.api.jpeg import to_jpeg
 from agent.api.metrics import render_metrics
+from agent.ingest.backoff import ConnectionState
+from agent.live.response import live_response
+from agent.live.viewer import LiveUnavailable
 from agent.recording.clip import ClipError, decode_frame_at, extract_clip
 from agent.recording.index import Index
 from fleet.messages import Event
@@ -200,6 +203,31 @@ def create_app(
         sp, image = latest
         return Response(to_jpeg(image), media_type="image/jpeg",
                         headers={"X-Camfleet-Stamp": iso_us(sp.stamp.capture_us)})  # fmt: skip
+
+    @app.get("/cameras/{name}/detection")
+    def detection(name: str) -> dict[str, Any]:
+        """The camera's live detection state: its ROIs where they are now, and their scores."""
+        state = runtime.detection_state(camera(name))
+        if state is None:  # removed since camera() looked
+            raise HTTPException(404, f"no camera {name!r} on this agent")
+        return state.model_dump(mode="json")
+
+    @app.get("/cameras/{name}/live.mp4", response_class=StreamingResponse)
+    async def live(name: str, stream: Literal["main", "sub"] | None = None) -> Response:
+        """The stream's own H.264 as a never-ending fragmented MP4 (default: the sub stream if
+        the camera has one); header X-Camfleet-Codec is its RFC 6381 codec string."""
+        cam = camera(name)
+        kind = stream or ("sub" if runtime.pipeline(cam, "sub") else "main")
+        pipeline = runtime.pipeline(cam, kind)
+        if pipeline is None:
+            raise HTTPException(404, f"camera {cam!r} has no {kind} stream")
+        state = pipeline.connection.status.state
+        if state is not ConnectionState.STREAMING:
+            raise HTTPException(503, f"{cam}/{kind} is not streaming ({state})")
+        try:
+            return await live_response(pipeline.hub, pipeline.gop)
+        except LiveUnavailable as exc:
+            raise HTTPException(503, str(exc)) from None
 
     if test_events is not None:
         raise_event = test_events

@@ -5,7 +5,8 @@ camera's model through the shared scheduler, and per ROI turned into events.
 scored frame is an audited one); `judge` runs on a pool thread with the model's raw output. The
 ROIs follow the camera: each frame's polygons are moved by the drift tracker's adjustment in
 force. While the view is lost nothing is scored — the drift tracker raises view_lost instead of a
-flood of ROI anomalies.
+flood of ROI anomalies. Per ROI a bounded score history gives each event its score series (from
+a few seconds before it), and the live view each ROI's latest score.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,11 +27,14 @@ from agent.detection.luma import Luma, luma_plane
 from agent.detection.persistence import PersistenceSettings, ScorePersistence, Transition
 from agent.detection.roi_geometry import Mask, place_polygon, rescale
 from agent.detection.scheduler import DetectScheduler, PlacedRoi, Prepared, RoiOutput
-from fleet.messages import IDENTITY, Box, Event, RoiAdjustment, RoiSpec
+from fleet.messages import IDENTITY, MAX_EVENT_SCORES, Box, Event, RoiAdjustment, RoiSpec
 
 log = logging.getLogger("camfleet.agent.detector")
 
 RECENT_FRAMES = 16  # analysed frames kept for the peak snapshot (~3 s at 5 fps)
+SCORES_LEAD_US = 3_000_000  # an event's score series starts this long before the event
+RECENT_SCORES = 512  # per ROI: the lead-in and how long an event takes to open, at any fps
+Score = tuple[int, float]  # frame stamp (µs), score
 
 
 class Region(Protocol):
@@ -89,6 +93,66 @@ VerdictListener = Callable[[str, int, float, float], None]
 
 
 @dataclass(frozen=True, slots=True)
+class RoiLive:
+    """An ROI's latest word, for the live view."""
+
+    score: float | None  # of the latest frame scored; None before the first
+    threshold: float | None
+    stamp_us: int | None  # of that frame
+    event_open: bool
+
+
+class ScoreHistory:
+    """One ROI's scores: the recent ones, and while an event is open every one of its own, thinned
+    on the way in so memory stays bounded however long the event lasts (each time the series
+    grows past twice MAX_EVENT_SCORES, every other score goes and from then on only every other
+    one is kept)."""
+
+    def __init__(self) -> None:
+        self._recent: deque[Score] = deque(maxlen=RECENT_SCORES)
+        self._event: list[Score] | None = None  # the open event's series, lead-in included
+        self._stride = 1  # the open event keeps one score in this many
+        self._since_kept = 0
+
+    def add(self, stamp_us: int, score: float) -> None:
+        """A score, in stamp order."""
+        self._recent.append((stamp_us, score))
+        if self._event is None:
+            return
+        self._since_kept += 1
+        if self._since_kept < self._stride:
+            return
+        self._event.append((stamp_us, score))
+        self._since_kept = 0
+        if len(self._event) > 2 * MAX_EVENT_SCORES:  # an odd length: keeps first and latest
+            self._event = self._event[::2]
+            self._stride *= 2
+
+    def open(self, start_us: int) -> list[Score]:
+        """An event started at `start_us`: its series so far, from SCORES_LEAD_US before it."""
+        self._event = [s for s in self._recent if s[0] >= start_us - SCORES_LEAD_US]
+        self._stride, self._since_kept = 1, 0
+        return evenly(self._event)
+
+    def close(self, end_us: int) -> list[Score]:
+        """The event ended at `end_us` (a scored frame): its whole series, up to that frame."""
+        series = [s for s in self._event or [] if s[0] <= end_us]
+        self._event = None
+        last = next((s for s in reversed(self._recent) if s[0] <= end_us), None)
+        if last is not None and (not series or series[-1][0] < last[0]):
+            series.append(last)  # thinning may have left out the end itself
+        return evenly(series)
+
+
+def evenly(series: list[Score], limit: int = MAX_EVENT_SCORES) -> list[Score]:
+    """At most `limit` of the scores, evenly spread, the first and the last kept."""
+    n = len(series)
+    if n <= limit:
+        return list(series)
+    return [series[round(i * (n - 1) / (limit - 1))] for i in range(limit)]
+
+
+@dataclass(frozen=True, slots=True)
 class _Peak:
     stamp_us: int
     score: float
@@ -104,6 +168,7 @@ class _RoiState:
     last_us: int = -1
     event_id: uuid.UUID | None = None
     recent: OrderedDict[int, tuple[float, Box]] = field(default_factory=OrderedDict)
+    history: ScoreHistory = field(default_factory=ScoreHistory)
     peak: _Peak | None = None  # of the event open now
     scores: int = 0
     late: int = 0  # results older than one already judged (pool threads finish out of order)
@@ -133,6 +198,7 @@ class CameraDetector:
         self.persistence = persistence or PersistenceSettings()
         self.on_verdict = on_verdict
         trained = set(model.roi_ids)
+        self.rois = list(rois)  # as configured, those the model was not trained for too
         self.untrained = [r.id for r in rois if r.id not in trained]
         self._rois = {r.id: _RoiState(r) for r in rois if r.id in trained}
         self._frames: OrderedDict[int, tuple[av.VideoFrame, View]] = OrderedDict()
@@ -190,6 +256,7 @@ class CameraDetector:
             state.recent[out.stamp_us] = (verdict.score, verdict.region.in_frame(out.box))
             while len(state.recent) > 2 * RECENT_FRAMES:
                 state.recent.popitem(last=False)
+            state.history.add(out.stamp_us, verdict.score)
             transition = state.persistence.update(out.stamp_us, verdict.score)
             span = transition.span if transition else state.persistence.current
             if span is not None and (state.peak is None or state.peak.stamp_us != span.peak_us):
@@ -212,26 +279,40 @@ class CameraDetector:
         return _Peak(stamp_us, judged[0], judged[1], frame, view)
 
     def _detection(self, state: _RoiState, t: Transition, decided_us: int) -> Detection | None:
-        if t.kind == "opened":
+        span = t.span
+        opened = t.kind == "opened"
+        if opened:
             state.event_id = uuid.uuid4()
+            scores = state.history.open(span.start_us)
+        else:
+            scores = state.history.close(span.end_us if span.end_us is not None else decided_us)
         peak, event_id = state.peak, state.event_id
-        if t.kind == "closed":
+        if not opened:
             state.event_id, state.peak = None, None
         if peak is None or event_id is None:  # results were lost (e.g. the pool restarted)
             return None
-        span = t.span
         end_us = span.end_us if span.end_us is not None else span.peak_us
         event = Event(
             id=event_id, camera=self.camera, roi_id=state.spec.id, kind="anomaly",
             start_us=min(span.start_us, peak.stamp_us), peak_us=peak.stamp_us,
             end_us=max(end_us, peak.stamp_us), peak_score=peak.score, box=peak.region,
-            model_version=self.model.model_version, adjustment=peak.view.main,
+            model_version=self.model.model_version, adjustment=peak.view.main, open=opened,
+            threshold=state.threshold, scores=scores,
         )  # fmt: skip
-        if t.kind == "opened" or peak.frame is None:
-            return Detection(event, t.kind == "closed", decided_us, None, None)
+        if opened or peak.frame is None:
+            return Detection(event, not opened, decided_us, None, None)
         frame = peak.frame
         polygon = place_polygon(state.spec.polygon, peak.view.adjustment, frame.width, frame.height)
         return Detection(event, True, decided_us, frame, polygon)
+
+    def live(self) -> dict[str, RoiLive]:
+        """Each scored ROI's latest score (ROIs the model was not trained for are not here)."""
+        live = {}
+        for roi_id, s in self._rois.items():
+            with s.lock:
+                stamp = s.last_us if s.last_us >= 0 else None
+                live[roi_id] = RoiLive(s.last_score, s.threshold, stamp, s.event_id is not None)
+        return live
 
     def stats(self) -> dict[str, Any]:
         rois = {}

@@ -121,6 +121,12 @@ def test_live_anomalies_become_events_with_snapshots_and_clips(tmp_path: Path) -
         assert event.box is not None and (event.box.frame_w, event.box.frame_h) == (426, 240)
         assert event.peak_score > 0 and event.start_us <= event.peak_us <= event.end_us
         assert clip_from < event.start_us and clip_to > event.end_us
+        # Sent when it opened, then closed under the same id, with its score series.
+        assert [e.open for e, _ in events.seen if e.id == event.id] == [True, False]
+        assert event.threshold is not None and event.peak_score > event.threshold
+        stamps = [stamp for stamp, _ in event.scores]
+        assert stamps[0] <= event.start_us and stamps[-1] == event.end_us
+        assert (event.peak_us, event.peak_score) in event.scores
         snapshot = runtime.events.snapshot_path(event.id)
         with av.open(str(snapshot)) as jpeg:  # a real JPEG of the analysed frame's size
             image = next(jpeg.decode(video=0))
