@@ -1,53 +1,26 @@
-"""What the model distribution tests share: tiny real artifacts, and the controller's API served
-by uvicorn at the URL it advertises (so the ModelRefs it builds are fetchable)."""
+"""What the model distribution tests share: the controller's API served by uvicorn at the URL it
+advertises (so the ModelRefs it builds are fetchable), and the tiny real artifacts of tiny_model."""
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import uvicorn
 from conftest import free_port, wait_for
+from tiny_model import ROIS
 
-from agent.detection import padim
-from agent.detection.model import patch_pca
-from agent.detection.model.train import TrainingFrame, TrainSettings, train
 from controller.api.app import create_app
 from controller.api.context import ApiContext
 from controller.auth import set_admin_password
 from controller.registry import CameraRecord, Registry
 from fleet.enrollment import AgentCredentials
-from fleet.messages import IDENTITY, RoiSpec
-from fleet.sim.scene import SceneRenderer, default_scene
 
 PASSWORD = "model-admin-password"
-ROIS = [RoiSpec(id="yard", polygon=[(0.1, 0.1), (0.6, 0.1), (0.6, 0.6), (0.1, 0.6)])]
-_SMALL = TrainSettings(
-    padim=padim.PadimSettings(channels=8, folds=2),
-    patch_pca=patch_pca.PatchPcaSettings(input_area=32 * 48, patches=2000),
-    extractor_crops=24,
-    min_frames=12,
-)
-
-
-def tiny_artifact(camera: str, seed: int = 7) -> bytes:
-    """A real model for `camera` (ROI "yard"), trained on 24 rendered 160x96 frames (~0.5 s);
-    the same one for the same arguments (its manifest holds the time it was made)."""
-    return _trained(camera, seed)
-
-
-@functools.cache
-def _trained(camera: str, seed: int) -> bytes:
-    scene = replace(default_scene(seed, 160, 96, 10.0, 10, loop_seconds=10), anomalies=())
-    renderer = SceneRenderer(scene)
-    frames = [TrainingFrame(i * 100_000, renderer.render(i)[0].copy(), IDENTITY)
-              for i in range(24)]  # fmt: skip
-    return train(frames, camera, ROIS, _SMALL).to_bytes()
 
 
 @dataclass

@@ -15,8 +15,9 @@ import pytest
 from conftest import free_port, wait_for
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from model_fixtures import ServedApi, served_api, tiny_artifact
+from model_fixtures import ServedApi, served_api
 from pydantic import SecretStr
+from tiny_model import tiny_artifact
 
 from agent.detection.loaded_model import load_model
 from agent.fleet.models import SUFFIX, ModelCache, ModelFetchError, controller_key, fetch_model

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from conftest import free_port, start_sim, wait_for
 from fleet_processes import Controller, FleetAgent, Process, camera_row
-from model_fixtures import ROIS, tiny_artifact
+from tiny_model import ROIS, tiny_artifact
 
 SIM_ARGS = ("--main-size", "320x180", "--loop-seconds", "4", "--profile", "hikvision")
 

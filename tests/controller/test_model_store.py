@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from model_fixtures import PASSWORD, ServedApi, served_api, tiny_artifact
+from model_fixtures import PASSWORD, ServedApi, served_api
+from tiny_model import tiny_artifact
 from typer.testing import CliRunner
 
 from controller.api import models_routes
