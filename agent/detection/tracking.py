@@ -73,6 +73,7 @@ class DriftConsumer:
         self._stop = threading.Event()
         self._registrar: Registrar | None = None
         self._tracker = DriftTracker(self.settings)
+        self._open: dict[str, Event] = {}  # camera_moved / view_lost events going on, by kind
         self._main_width: int | None = None
         self._thread = threading.Thread(target=self._run, name=f"drift-{camera}", daemon=True)
 
@@ -144,6 +145,9 @@ class DriftConsumer:
             self._registrar = None
             return
         self._tracker = DriftTracker(self.settings)
+        # A new reference view is the camera's state from now on: what was going on has ended.
+        for kind in list(self._open):
+            self._close(kind, sp.stamp.capture_us)
         self._update(stream=sp.info.stream, reference_us=sp.stamp.capture_us,
                      adjustment=self._to_main(self._tracker.adjustment, sp), moved=False,
                      view_lost=False)  # fmt: skip
@@ -176,11 +180,14 @@ class DriftConsumer:
             self._main_width = packet.info.width
 
     def _raise(self, t: DriftTransition) -> None:
-        adjustment = self.stats().adjustment
-        assert adjustment is not None  # set with the reference view, before any transition
+        """An event opens when the state begins and the same event closes when it ends, so the
+        controller can show the camera in alarm meanwhile."""
         if not t.active:
             log.info("%s: %s ended at %d", self.camera, t.kind, t.stamp_us)
+            self._close(t.kind, t.stamp_us)
             return
+        adjustment = self.stats().adjustment
+        assert adjustment is not None  # set with the reference view, before any transition
         detail = (
             f"camera moved: dx {adjustment.dx:.1f} px, dy {adjustment.dy:.1f} px, "
             f"angle {adjustment.angle_deg:.2f} deg, scale {adjustment.scale:.3f}"
@@ -189,11 +196,21 @@ class DriftConsumer:
         )
         event = Event(id=uuid.uuid4(), camera=self.camera, kind=t.kind, start_us=t.stamp_us,
                       peak_us=t.stamp_us, end_us=t.stamp_us, detail=detail,
-                      adjustment=adjustment)  # fmt: skip
+                      adjustment=adjustment, open=True)  # fmt: skip
+        self._open[t.kind] = event
+        self._send(event)
+
+    def _close(self, kind: str, stamp_us: int) -> None:
+        event = self._open.pop(kind, None)
+        if event is not None:
+            self._send(event.model_copy(update={"end_us": max(stamp_us, event.end_us),
+                                                "open": False}))  # fmt: skip
+
+    def _send(self, event: Event) -> None:
         try:
             self.on_event(event)
         except Exception:  # the listener's failure is not tracking's
-            log.exception("%s: could not raise %s", self.camera, t.kind)
+            log.exception("%s: could not raise %s", self.camera, event.kind)
 
     def _update(self, **changes: Any) -> None:
         with self._lock:

@@ -113,8 +113,13 @@ def test_drift_is_tracked_on_the_sub_stream_and_a_bump_raises_camera_moved(
         wait_for(lambda: events.of("camera_moved"), 15, what="a camera_moved event")
         moved = events.of("camera_moved")[0]
         assert moved.camera == "cam1" and moved.roi_id is None
-        assert moved.start_us == moved.peak_us == moved.end_us
+        assert moved.start_us == moved.peak_us == moved.end_us and moved.open
         assert displacement(moved.adjustment, IDENTITY, W, H) > 6.0 and moved.detail
+        # The 4 s loop snaps the camera back: the same event closes (the web view's alarm ends).
+        wait_for(lambda: any(e.id == moved.id and not e.open for e in events.of("camera_moved")),
+                 15, what="the camera_moved event closing")  # fmt: skip
+        closed = next(e for e in events.of("camera_moved") if e.id == moved.id and not e.open)
+        assert closed.end_us > moved.start_us and closed.detail == moved.detail
         assert events.of("view_lost") == []
 
         adjustment = runtime.adjustment("cam1")
