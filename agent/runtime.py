@@ -165,6 +165,7 @@ class AgentRuntime:
             for p in self.pipelines.values():
                 p.start()
             self._phase = "running"
+        self._end_open_events(None, "the agent stopped while it was going on")
         log.info("agent started: %d streams", len(self.pipelines))
 
     def stop(self) -> None:
@@ -249,6 +250,7 @@ class AgentRuntime:
             del self._cameras[name]
             gone = [self._pipelines.pop(key) for key in list(self._pipelines) if key[0] == name]
         self.detection.detach(name)
+        self._end_open_events(name, "the camera was removed from this agent")
 
         def end_recording() -> None:
             for p in gone:
@@ -275,6 +277,7 @@ class AgentRuntime:
             p.hub.close()
 
     def _switch_inspection(self, cam: CameraConfig) -> None:
+        switched_us = self.clock.now_us()
         with self._lock:
             self._cameras[cam.name] = cam
             main = self._pipelines.get((cam.name, "main"))
@@ -283,6 +286,7 @@ class AgentRuntime:
             running = self._phase == "running"
             analysed.switch_drift(partial(self._drift, cam, analysed, main), running)
             analysed.switch_auditor(partial(self._auditor, analysed, cam), running)
+        self._end_open_events(cam.name, "inspection was changed", before_us=switched_us)
         log.info("camera %s: inspection %s", cam.name, "on" if cam.inspect else "off")
 
     def _auditor(self, p: StreamPipeline, cam: CameraConfig) -> FrameAuditor | None:
@@ -330,6 +334,19 @@ class AgentRuntime:
         except Exception:  # e.g. a full disk: the event still goes on
             log.exception("camera %s: event %s not logged locally", event.camera, event.id)
         self.on_event(event, clip)
+
+    def _end_open_events(self, camera: str | None, why: str, before_us: int | None = None) -> None:
+        """Close the events left open by detectors that are gone (the controller would show
+        them in alarm for ever), at the last stamp they were seen."""
+        try:
+            stale = self.events.open_events(camera)
+        except Exception:
+            log.exception("open events of %s not read", camera or "any camera")
+            return
+        for event in stale:
+            if before_us is None or event.start_us < before_us:
+                ended = event.model_copy(update={"open": False, "detail": f"ended unseen: {why}"})
+                self._raise(ended, None, None)
 
     def _drift(
         self, cam: CameraConfig, tracked: StreamPipeline, main: StreamPipeline

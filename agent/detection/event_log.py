@@ -62,5 +62,12 @@ class EventLog:
                                            order_by="start_us desc", limit=limit)  # fmt: skip
             return [Event.model_validate_json(r["json"]) for r in rows]
 
+    def open_events(self, camera: str | None = None) -> list[Event]:
+        """Events whose latest state says they are still going on (of `camera`, or all)."""
+        where = "json_extract(json, '$.open') = 1" + ("" if camera is None else " and camera = ?")
+        with self._db() as db:
+            rows = db["events"].rows_where(where, [] if camera is None else [camera])
+            return [Event.model_validate_json(r["json"]) for r in rows]
+
     def snapshot_path(self, event_id: UUID) -> Path:
         return self.snapshots / f"{event_id}.jpg"

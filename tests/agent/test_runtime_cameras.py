@@ -4,6 +4,7 @@ session per camera throughout, recordings closed cleanly, inspection switched in
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from agent.recording.index import Index
 from agent.recording.verify import verify
 from agent.runtime import AgentRuntime
 from fleet.config import AgentConfig, CameraConfig, Defaults
+from fleet.messages import IDENTITY, Event
 
 SIM_ARGS = ("--main-size", "320x180", "--loop-seconds", "4", "--profile", "hikvision")
 
@@ -154,3 +156,28 @@ def test_cameras_that_cannot_run_are_named_and_the_rest_run(runtime: AgentRuntim
     runtime.stop()
     with pytest.raises(RuntimeError, match="stopped"):
         runtime.apply_cameras([CameraConfig(name="late", url=url)])
+
+
+def test_events_left_open_by_a_stopped_agent_are_closed_when_it_starts(tmp_path: Path) -> None:
+    """An open event whose detector is gone would keep its camera in alarm at the controller."""
+    config = AgentConfig(data_dir=tmp_path / "data")
+    earlier = AgentRuntime(config)
+    opened = Event(id=uuid.uuid4(), camera="cam1", roi_id="door", kind="anomaly", start_us=10,
+                   peak_us=20, end_us=20, peak_score=3.0, adjustment=IDENTITY,
+                   open=True)  # fmt: skip
+    closed = opened.model_copy(update={"id": uuid.uuid4(), "open": False})
+    earlier.events.record(opened)
+    earlier.events.record(closed)
+    assert earlier.events.open_events() == [opened]
+
+    heard: list[Event] = []
+    runtime = AgentRuntime(config, on_event=lambda event, clip: heard.append(event))
+    runtime.start()
+    try:
+        assert [e.id for e in heard] == [opened.id]
+        ended = heard[0]
+        assert not ended.open and ended.end_us == opened.end_us
+        assert ended.detail and "agent stopped" in ended.detail
+        assert runtime.events.open_events() == []
+    finally:
+        runtime.stop()
