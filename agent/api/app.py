@@ -56,8 +56,9 @@ def _time(name: str, value: str | None) -> int | None:
 
 
 def _index(request: Request) -> Iterator[Index]:
-    # One SQLite connection per request thread (the recorder writes through its own).
-    with Index.open(request.app.state.runtime.data_dir) as idx:
+    # One SQLite connection per request (the recorder writes through its own). FastAPI runs a
+    # sync dependency's setup, the route and the teardown in worker threads that may differ.
+    with Index.open(request.app.state.runtime.data_dir, handed_between_threads=True) as idx:
         yield idx
 
 

@@ -136,10 +136,16 @@ _FRAME_JOIN = (
 
 
 class Index:
-    def __init__(self, path: Path | str, busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, path: Path | str, busy_timeout_s: float = 5.0, handed_between_threads: bool = False
+    ) -> None:
+        """`handed_between_threads`: used by one thread at a time, but not always the same one
+        (an HTTP request's dependency opens it, the route and the teardown may run elsewhere)."""
         self.path = Path(path)
         self.root = self.path.parent.resolve()
-        self._conn = sqlite3.connect(self.path, timeout=busy_timeout_s)
+        self._conn = sqlite3.connect(
+            self.path, timeout=busy_timeout_s, check_same_thread=not handed_between_threads
+        )
         self.db = sqlite_utils.Database(self._conn)
         self.db.enable_wal()
         # WAL + NORMAL: a power cut may lose the last transactions, never corrupts; recovery
@@ -148,9 +154,9 @@ class Index:
         self._create_schema()
 
     @classmethod
-    def open(cls, data_dir: Path | str) -> Index:
+    def open(cls, data_dir: Path | str, handed_between_threads: bool = False) -> Index:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
-        return cls(Path(data_dir) / INDEX_FILE)
+        return cls(Path(data_dir) / INDEX_FILE, handed_between_threads=handed_between_threads)
 
     def close(self) -> None:
         self._conn.close()

@@ -10,8 +10,10 @@ import functools
 import io
 import json
 import struct
+import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -477,3 +479,26 @@ def test_recorder_needs_the_index_of_its_data_dir(tmp_path: Path) -> None:
     index = Index.open(tmp_path / "a")
     with pytest.raises(Exception, match="not in data dir"):
         Recorder(tmp_path / "b", index)
+
+
+def test_an_index_opened_for_http_requests_may_be_handed_between_threads(tmp_path: Path) -> None:
+    """FastAPI opens a request's index in one worker thread and may run the route in another."""
+
+    def query_elsewhere(idx: Index) -> BaseException | None:
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                idx.segments("cam1", "main")
+            except BaseException as exc:
+                failed.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        worker.join(10)
+        return failed[0] if failed else None
+
+    with Index.open(tmp_path) as pinned:
+        assert isinstance(query_elsewhere(pinned), sqlite3.ProgrammingError)
+    with Index.open(tmp_path, handed_between_threads=True) as handed:
+        assert query_elsewhere(handed) is None
