@@ -9,8 +9,8 @@ import errno
 import functools
 import io
 import json
-import struct
 import sqlite3
+import struct
 import subprocess
 import tempfile
 import threading
