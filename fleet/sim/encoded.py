@@ -46,7 +46,7 @@ from fleet.sim.scene import SceneRenderer, SceneSpec
 log = logging.getLogger(__name__)
 
 # Bump when the renderer's pixels, the encoder settings or the cache layout change.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: scaled streams no longer have flat grey keyframes (see _scaled)
 
 _DROPPED_NALS = frozenset({NAL_SEI, NAL_AUD})
 PRESET = "veryfast"  # x264 speed/quality trade-off for every encoding
@@ -226,6 +226,21 @@ def _video_frame(*planes: npt.NDArray[np.uint8]) -> av.VideoFrame:
     return frame
 
 
+def _scaled(frame: av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+    """`frame` resized, in buffers of its own: PyAV's reformat may hand out a buffer it reuses
+    on its next call while x264 (frame threads) still reads it, which gave the scaled streams
+    a flat grey keyframe every other GOP."""
+    out = frame.reformat(width=width, height=height)
+    return _video_frame(*(_plane_array(p) for p in out.planes))
+
+
+def _plane_array(plane: av.video.plane.VideoPlane) -> npt.NDArray[np.uint8]:
+    flat = np.frombuffer(memoryview(plane), np.uint8)
+    return flat[: plane.line_size * plane.height].reshape(plane.height, plane.line_size)[
+        :, : plane.width
+    ]
+
+
 def _access_units(packets: Iterable[av.Packet[Any]]) -> list[AccessUnit]:
     return [access_unit(bytes(p)) for p in packets]
 
@@ -247,7 +262,7 @@ def _encode(
                 continue
             size = (e.width, e.height)
             if size not in scaled:
-                scaled[size] = frame.reformat(width=e.width, height=e.height)
+                scaled[size] = _scaled(frame, e.width, e.height)
             out = scaled[size]
             out.pts = index // e.frame_step
             units[e.name] += _access_units(ctx.encode(out))

@@ -96,6 +96,19 @@ def test_main_stream_shows_the_rendered_scene(cached: tuple[Path, dict[str, Enco
         assert psnr > 28, f"frame {i}: {psnr:.1f} dB"
 
 
+def test_a_scaled_half_rate_stream_has_no_flat_keyframes(tmp_path: Path) -> None:
+    """Like a camera's sub stream: scaled and at half the scene's rate. It once had a flat grey
+    keyframe every other GOP (a buffer PyAV reused while x264 still read it), which detection,
+    training and snapshots then saw."""
+    main = StreamEncoding("main", 320, 180, 10.0, 10, 400)
+    sub = StreamEncoding("sub", 160, 90, 5.0, 5, 120, frame_step=2)
+    loops = encode_loops(SPEC, (main, sub), tmp_path)
+    keyframes = [f for f in decode(loops["sub"]) if f.key_frame]
+    assert len(keyframes) == SPEC.frame_count // sub.frame_step // sub.gop
+    spread = [float(f.to_ndarray(format="yuv420p")[: sub.height].std()) for f in keyframes]
+    assert min(spread) > 10, spread  # the scene has texture; a flat frame has none
+
+
 def test_degraded_variant_takes_every_second_frame(
     cached: tuple[Path, dict[str, EncodedLoop]],
 ) -> None:
