@@ -20,7 +20,7 @@ from typing import Annotated, Any, Final
 
 import anyio
 import httpx
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
@@ -101,14 +101,17 @@ async def updates(
     source: Annotated[UpdateSource, Depends(update_source)],
     stopping: Annotated[Closing, Depends(closing)],
     camera: CameraName | None = None,
+    after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """Server-sent events (text/event-stream) until the client leaves or the server stops:
-    `fleet`, `event`, `detection` (with `camera`) and a keep-alive comment."""
+    `fleet`, `event`, `detection` (with `camera`) and a keep-alive comment. Event frames start
+    after the browser's Last-Event-ID (its own reconnects) or `after` (a page opening a new
+    feed, which EventSource cannot give a header); otherwise after the latest change."""
     if camera is not None and await anyio.to_thread.run_sync(ctx.registry.camera, camera) is None:
         raise HTTPException(404, f"no camera {camera!r}")
-    after = resume_after(last_event_id, source.events.last_seq)
-    stream = _stream(source, stopping, ctx, camera, after)
+    seen = last_event_id if last_event_id is not None else None if after is None else str(after)
+    stream = _stream(source, stopping, ctx, camera, resume_after(seen, source.events.last_seq))
     return StreamingResponse(
         stream, media_type=MEDIA_TYPE,
         # No caching, and no buffering by a proxy in between (nginx reads this header).

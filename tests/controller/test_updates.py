@@ -195,6 +195,14 @@ def test_a_reconnecting_browser_gets_the_changes_it_missed(
         feeds.append(again := Feed(browser, headers={"Last-Event-ID": str(last_id)}))
         got = [again.next("event").json()["id"] for _ in missed]
         assert got == [str(e.id) for e in missed]
+        again.close()
+
+        # A page opening a new feed (another camera) says where it was with ?after=.
+        later = anomaly()
+        served.events.store(agent_id, later, 3)
+        feeds.append(reopened := Feed(browser, params={"after": str(last_id)}))
+        got = [reopened.next("event").json()["id"] for _ in [*missed, later]]
+        assert got == [str(e.id) for e in [*missed, later]]
 
 
 def test_detection_frames_follow_the_camera_and_say_when_its_agent_is_gone(

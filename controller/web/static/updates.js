@@ -16,6 +16,7 @@ let running = false;
 let retryTimer = 0;
 let retryDelay = 1000;
 let lastFleet = null;
+let lastEventId = null; // of the last "event" frame: a new connection resumes after it
 
 /** Listen to one frame type; returns the unsubscribe function. A fleet listener gets the
  * latest fleet frame at once, so a page opened later does not wait for the next change. */
@@ -59,9 +60,12 @@ function emit(type, data) {
 
 function open() {
   clearTimeout(retryTimer);
-  source = new EventSource(apiUrl("/updates", { camera }));
+  // EventSource resends Last-Event-ID on its own reconnects; a new connection (another
+  // camera, or after an HTTP error) says where it was with ?after=, so no change is missed.
+  source = new EventSource(apiUrl("/updates", { camera, after: lastEventId }));
   for (const type of TYPES) {
     source.addEventListener(type, (message) => {
+      if (message.lastEventId) lastEventId = message.lastEventId;
       try {
         emit(type, JSON.parse(message.data));
       } catch (err) {
