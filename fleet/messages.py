@@ -239,6 +239,7 @@ class CameraStats(_Model):
     frames_skipped: Count
     inference_ms_p50: NonNegative | None = None
     inference_ms_p99: NonNegative | None = None
+    model_version: ModelVersion | None = None  # the model scoring it now (None: none)
 
     @model_validator(mode="after")
     def _one_entry_per_stream(self) -> Self:

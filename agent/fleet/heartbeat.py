@@ -64,6 +64,7 @@ class HeartbeatBuilder:
             frames_skipped=dropped + detecting.get("frames_skipped", 0),
             inference_ms_p50=detecting.get("inference_ms_p50"),
             inference_ms_p99=detecting.get("inference_ms_p99"),
+            model_version=detecting.get("model", {}).get("model_version"),
         )
 
     def _stream(self, sid: str, kind: StreamKind, s: Mapping[str, Any], now_us: int) -> StreamStats:

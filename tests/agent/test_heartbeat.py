@@ -22,7 +22,12 @@ def test_camera_detection_figures_come_from_the_analysed_stream_and_the_pool() -
         },
         "detection": {
             "cameras": {
-                "cam1": {"frames_skipped": 5, "inference_ms_p50": 0.4, "inference_ms_p99": 1.5}
+                "cam1": {
+                    "frames_skipped": 5,
+                    "inference_ms_p50": 0.4,
+                    "inference_ms_p99": 1.5,
+                    "model": {"model_version": "cam1-v3"},
+                }
             }
         },
         "disk": {"used": 1, "free": 2},
@@ -32,5 +37,6 @@ def test_camera_detection_figures_come_from_the_analysed_stream_and_the_pool() -
     cam1, cam2 = beat.cameras
     assert (cam1.frames_analysed, cam1.frames_skipped) == (40, 3 + 5)
     assert (cam1.inference_ms_p50, cam1.inference_ms_p99) == (0.4, 1.5)
+    assert (cam1.model_version, cam2.model_version) == ("cam1-v3", None)  # what scores it now
     assert [s.stream for s in cam1.streams] == ["main", "sub"]
     assert (cam2.frames_analysed, cam2.frames_skipped, cam2.inference_ms_p50) == (12, 1, None)

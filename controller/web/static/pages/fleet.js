@@ -82,14 +82,21 @@ export function mountFleet(root) {
     return open.has(agent.agent_id) ? [row, cameraDetail(agent)] : [row];
   }
 
+  /** The models its cameras are scored with now, as its heartbeat says (what runs, not
+   * what was assigned); an assigned model not running yet is marked as such. */
   function modelsOf(agent) {
+    const running = new Map();
+    for (const c of agent.heartbeat?.cameras || []) {
+      if (c.model_version) running.set(c.model_version, [...(running.get(c.model_version) || []), c.camera]);
+    }
+    const lines = [...running].map(([version, users]) => h("div", { title: `scoring ${users.join(", ")}` }, version));
     const owned = new Set(agent.cameras);
-    const lines = models
-      .map((m) => [m, m.cameras.filter((c) => owned.has(c))])
-      .filter(([, users]) => users.length)
-      .map(([m, users]) => h("div", { title: `used by ${users.join(", ")}` }, m.model_version));
-    const fleetWide = agent.reported?.model_version;
-    if (fleetWide) lines.push(h("div", { title: "the agent's default model" }, fleetWide));
+    for (const m of models) {
+      const users = m.cameras.filter((c) => owned.has(c));
+      if (users.length && !running.has(m.model_version)) {
+        lines.push(h("div.pending", { title: `assigned to ${users.join(", ")}, not running yet` }, `${m.model_version} (pending)`));
+      }
+    }
     return lines.length ? lines : ["none"];
   }
 
@@ -99,7 +106,8 @@ export function mountFleet(root) {
       const c = stats.get(name);
       const text = !c ? " no stats yet" : ` ${c.streams.map((s) => `${s.stream} ${s.state} ${num(s.fps_in, 1)} fps`).join(", ")}`
         + `; analysed ${c.frames_analysed}, skipped ${c.frames_skipped}`
-        + `, inference ${num(p50(c), 1)} / ${num(p99(c), 1)} ms`;
+        + `, inference ${num(p50(c), 1)} / ${num(p99(c), 1)} ms`
+        + `, model ${c.model_version || "none"}`;
       return h("li", { dataset: { camera: name } }, h("a", { href: `#/camera/${encodeURIComponent(name)}` }, name), text);
     });
     return h("tr.camera-detail", {}, h("td", { colspan: COLUMNS.length }, h("ul", {}, ...lines)));
