@@ -13,7 +13,7 @@ from fleet.sim.build import SimConfigError, SimOptions, build_cameras, encode_al
 from fleet.sim.server import ServeOptions, Simulator
 
 
-def _size(value: str | None) -> tuple[int, int] | None:
+def parse_size(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
     try:
@@ -52,7 +52,7 @@ def sim_command(
             profile=load_profile(profile),
             seed=seed,
             loop_seconds=loop_seconds,
-            main_size=_size(main_size),
+            main_size=parse_size(main_size),
             distinct_scenes=distinct_scenes,
             cache_dir=cache_dir,
         )

@@ -17,16 +17,15 @@ from conftest import SIM_CACHE, SimProcess, start_sim, wait_for
 
 from agent.detection.luma import luma_plane
 from agent.detection.model.footage import training_frames
-from agent.detection.model.train import TrainSettings, train
+from agent.detection.model.sim_footage import SIM_TRAIN_SETTINGS, served_normal_frames
+from agent.detection.model.train import train
 from agent.evaluation.run import ROI_NAMES, rois
 from agent.recording.verify import verify
 from agent.runtime import AgentRuntime
 from fleet.config import AgentConfig, CameraConfig, Defaults
 from fleet.messages import Event
 from fleet.profiles import load_profile
-from fleet.sim.build import SimOptions, plan_cameras
-from fleet.sim.encoded import encode_loops, to_annexb
-from fleet.sim.render.renderer import SceneRenderer
+from fleet.sim.build import SimOptions
 from fleet.sim.schedule import DEFAULT_REGIONS
 
 W, H = 1280, 720  # the sub stream is then 426x240
@@ -37,32 +36,12 @@ DETECT_FPS = 5.0
 
 
 def train_on_the_served_loop(out: Path) -> None:
-    """The sub stream's loop as the simulator serves it, its anomaly-free frames at 5 fps."""
+    """A model of cam1 from the anomaly-free frames of the loop the simulator serves."""
     profile = load_profile("generic-onvif")
     options = SimOptions(cameras=1, profile=profile, seed=SEED, loop_seconds=LOOP_S,
                          main_size=(W, H), cache_dir=Path(SIM_CACHE))  # fmt: skip
-    plan = plan_cameras(options)[0]
-    loops = encode_loops(plan.spec, list(plan.encodings.values()), Path(SIM_CACHE))
-    sub = loops["sub"]
-    step = plan.encodings["sub"].frame_step  # sub frames are every step-th scene frame
-    renderer = SceneRenderer(plan.spec)
-    decoder = av.CodecContext.create("h264", "r")
-    assert isinstance(decoder, av.VideoCodecContext)
-    every = round(plan.encodings["sub"].fps / DETECT_FPS)
-
-    def normal_frames() -> list[tuple[int, av.VideoFrame]]:
-        frames = []
-        decoded = [f for p in decoder.parse(to_annexb(sub.units)) for f in decoder.decode(p)]
-        decoded += list(decoder.decode(None))
-        for n, frame in enumerate(decoded):
-            scene_index = n * step
-            if n % every == 0 and not renderer.active_anomalies(scene_index):
-                frames.append((round(scene_index / plan.spec.fps * 1e6), frame))
-        return frames
-
-    artifact = train(training_frames(normal_frames()), "cam1", rois(),
-                     TrainSettings(min_frames=40))  # fmt: skip
-    artifact.write(out)
+    frames = training_frames(served_normal_frames(options, "cam1", DETECT_FPS))
+    train(frames, "cam1", rois(), SIM_TRAIN_SETTINGS).write(out)
 
 
 class Events:

@@ -1,9 +1,10 @@
-"""`camfleet model ...`: train a camera's model from its recorded normal footage, and show what
-an artifact holds."""
+"""`camfleet model ...`: train a camera's model from its recorded normal footage (or, for demos
+and tests, a simulated camera's from the simulator's own loop), and show what an artifact holds."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,21 @@ import typer
 
 from agent.detection.model.artifact import ModelArtifact, ModelArtifactError, sha256
 from agent.detection.model.footage import recorded_frames, training_frames
+from agent.detection.model.sim_footage import (
+    SIM_TRAIN_SETTINGS,
+    SimFootageError,
+    scored_stream,
+    served_normal_frames,
+)
 from agent.detection.model.train import TrainingError, train
+from agent.evaluation.run import rois as evaluation_rois
 from agent.recording.index import INDEX_FILE, Index
+from fleet.cli.sim import parse_size
 from fleet.config import ConfigError, load_agent_config
 from fleet.messages import RoiSpec
+from fleet.profiles import ProfileError, load_profile
 from fleet.roi_text import FORMAT, format_roi, parse_roi
+from fleet.sim.build import SimConfigError, SimOptions
 from fleet.utc import iso_us, parse_time_us
 
 app = typer.Typer(help="camfleet's own anomaly models.", no_args_is_help=True)
@@ -67,11 +78,63 @@ def train_command(
             raise _fail(str(exc)) from None
         finally:
             progress.close()
+    m = artifact.manifest
+    _written(artifact, out, f"{camera}/{chosen}, {iso_us(m.training.from_us)} .. "
+                            f"{iso_us(m.training.to_us)}")  # fmt: skip
+
+
+@app.command("train-sim")
+def train_sim_command(
+    camera: str = typer.Option(..., help="Simulated camera name (cam1 .. camN)."),
+    cameras: int = typer.Option(4, min=1, help="As `camfleet sim --cameras`."),
+    profile: str = typer.Option("generic-onvif", help="As `camfleet sim --profile`."),
+    seed: int = typer.Option(SimOptions.seed, help="As `camfleet sim --seed`."),
+    loop_seconds: float = typer.Option(
+        SimOptions.loop_seconds, min=2.0, help="As `camfleet sim --loop-seconds`."
+    ),
+    main_size: str | None = typer.Option(None, help="As `camfleet sim --main-size`, e.g. 640x360."),
+    distinct_scenes: int | None = typer.Option(
+        None, min=1, help="As `camfleet sim --distinct-scenes`."
+    ),
+    cache_dir: Path = typer.Option(SimOptions.cache_dir, help="As `camfleet sim --cache-dir`."),
+    roi: list[str] = typer.Option(
+        [], help=f"An ROI: {FORMAT}. Repeat for more. Default: the scene's anomaly areas."
+    ),
+    out: Path | None = typer.Option(None, help="Artifact file. Default: CAMERA.camfleet-model."),
+    fps: float = typer.Option(5.0, min=0.1, help="Frames per second of the loop to learn from."),
+) -> None:
+    """For demos and tests: build a simulated camera's model from the simulator's own normal
+    frames, not from recordings. Give the options `camfleet sim` runs with: the scene loop it
+    serves on the stream the agent scores is decoded from the simulator's cache (encoded first
+    if it is not there), its frames without an anomaly on screen are the footage. The model
+    knows the very loop it will score, so it proves the plumbing, not how well a model trained
+    on a real site's recordings (`camfleet model train`) does."""
+    rois = _rois(roi, None, camera, default=evaluation_rois())
+    try:
+        options = SimOptions(cameras=cameras, profile=load_profile(profile), seed=seed,
+                             loop_seconds=loop_seconds, main_size=parse_size(main_size),
+                             distinct_scenes=distinct_scenes, cache_dir=cache_dir)  # fmt: skip
+        stream = scored_stream(options.profile)
+        typer.echo(f"decoding {camera}'s {stream} stream loop from {cache_dir}", err=True)
+        frames = training_frames(served_normal_frames(options, camera, fps))
+        progress = _Progress()
+        try:
+            artifact = train(frames, camera, rois, SIM_TRAIN_SETTINGS, progress=progress)
+        finally:
+            progress.close()
+    except (ProfileError, SimConfigError, SimFootageError, TrainingError) as exc:
+        raise _fail(str(exc)) from None
+    out = out or Path(f"{camera}.camfleet-model")
+    _written(artifact, out, f"the simulator's {camera}/{stream} (seed {seed}, {profile}, "
+                            f"{loop_seconds:g} s loop)")  # fmt: skip
+
+
+def _written(artifact: ModelArtifact, out: Path, source: str) -> None:
+    """Write the artifact and say what it holds."""
     digest = artifact.write(out)
     m = artifact.manifest
     typer.echo(f"\nmodel {m.model_version} -> {out} (sha256 {digest})")
-    typer.echo(f"  trained on {m.training.frames} frames of {camera}/{chosen}, "
-               f"{iso_us(m.training.from_us)} .. {iso_us(m.training.to_us)}, "
+    typer.echo(f"  trained on {m.training.frames} frames of {source}, "
                f"in {m.metrics.total_seconds:.1f} s")  # fmt: skip
     for roi_id, entry in m.roi_models.items():
         q = entry.training.held_back
@@ -90,7 +153,9 @@ def show_command(path: Path = typer.Argument(..., help="A model artifact.")) -> 
     typer.echo(artifact.manifest.model_dump_json(indent=2))
 
 
-def _rois(texts: list[str], config: Path | None, camera: str) -> list[RoiSpec]:
+def _rois(
+    texts: list[str], config: Path | None, camera: str, default: Sequence[RoiSpec] = ()
+) -> list[RoiSpec]:
     try:
         rois = [parse_roi(t) for t in texts]
     except ValueError as exc:
@@ -104,6 +169,7 @@ def _rois(texts: list[str], config: Path | None, camera: str) -> list[RoiSpec]:
         if entry is None:
             raise _fail(f"{config} has no camera {camera!r}")
         rois += entry.rois
+    rois = rois or list(default)
     if not rois:
         raise _fail(f"no ROIs: give --roi {FORMAT}, or a --config whose camera has rois")
     typer.echo("ROIs: " + "  ".join(format_roi(r) for r in rois))
