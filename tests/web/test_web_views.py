@@ -241,6 +241,29 @@ def test_an_anomaly_becomes_an_event_whose_clip_plays_and_is_acknowledged(
     assert acked["acknowledged_by"] == "admin"
 
 
+def test_the_event_filters_narrow_the_list(page: Page, stack: Stack) -> None:
+    """After the acknowledgement above: each filter leaves only rows that match it."""
+    page.goto("/#/events")
+    expect(page.locator(".event-row").first).to_be_visible()
+
+    def listed_match(what: str, matches: Any) -> None:
+        def ok() -> bool:
+            ids = page.evaluate("() => [...document.querySelectorAll('.event-row')]"
+                                ".map((r) => r.dataset.event)")  # fmt: skip
+            return bool(ids) and all(matches(stack.api._call("GET", f"/events/{i}")) for i in ids)
+
+        wait_for(ok, 15, 0.5, f"only {what} listed")
+
+    page.select_option("select#ev-camera", SCORED)
+    listed_match(f"{SCORED}'s events", lambda e: e["camera"] == SCORED)
+    page.select_option("select#ev-ack", "true")
+    listed_match("acknowledged events", lambda e: e["acknowledged_us"] is not None)
+    page.select_option("select#ev-ack", "false")
+    listed_match("unacknowledged events", lambda e: e["acknowledged_us"] is None)
+    page.fill("input#ev-min-score", "1e9")
+    expect(page.locator(".event-row")).to_have_count(0)
+
+
 def test_an_event_opens_the_recording_at_its_moment(page: Page, stack: Stack) -> None:
     def closed_anomaly() -> dict[str, Any] | None:
         events = stack.api.events(camera=SCORED, kind="anomaly", open="false")["items"]
