@@ -250,7 +250,7 @@ def demo_command(
     (kept in DATA/models for the next run) and assign it with its ROIs, so anomalies show."""
     data = data.resolve()
     # Profile, seed and loop are fixed here, so a size has its own models.
-    models_dir = data / "models" / (main_size or "profile-size")
+    models_dir = data / "models" / (main_size or "default-size")  # the profile's own sizes
     for sub in ("controller", "agent", "sim", "logs"):
         (data / sub).mkdir(parents=True, exist_ok=True)
     models_dir.mkdir(parents=True, exist_ok=True)
