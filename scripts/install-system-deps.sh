@@ -2,13 +2,13 @@
 # Installs the Debian/Ubuntu packages that camfleet's demo and tests drive, only those missing.
 #
 # Usage: install-system-deps.sh [--strict] [--check] [--only GROUP[,GROUP...]]
-#   groups:   venv ffmpeg mosquitto gstreamer chromium (default: all)
+#   groups:   venv ffmpeg mosquitto gstreamer chromium firefox (default: all)
 #   --check   only report what is missing; exit 1 if anything is
 #   --strict  exit 1 when something is missing and cannot be installed (CI); otherwise warn, exit 0
 # Presence is detected by commands, files and imports, so a complete machine does no apt work.
 set -euo pipefail
 
-ALL_GROUPS=(venv ffmpeg mosquitto gstreamer chromium)
+ALL_GROUPS=(venv ffmpeg mosquitto gstreamer chromium firefox)
 # The interpreter `make` builds the virtualenv with; the GStreamer peers run under Debian's own,
 # because only it sees the python3-gi bindings.
 PYTHON=${PYTHON:-python3}
@@ -57,6 +57,7 @@ has_gst() {
     local e
     for e in "$@"; do gst-inspect-1.0 --exists "$e" >/dev/null 2>&1 || return 1; done
 }
+has_glob() { compgen -G "$1" >/dev/null; }
 
 missing=()
 # need GROUP PACKAGE PROBE...: record PACKAGE as missing when GROUP is selected and PROBE fails.
@@ -83,6 +84,10 @@ scan() {
     need gstreamer gstreamer1.0-plugins-ugly has_gst x264enc
     need gstreamer gstreamer1.0-libav has_gst avdec_h264
     need chromium chromium has_any_cmd chromium chromium-browser
+    need firefox firefox-esr has_cmd firefox-esr
+    # Debian's Firefox decodes H.264 (the live view's codec) only through the system's libavcodec,
+    # which it merely recommends; ffmpeg pulls in the release's current one whatever its soname.
+    need firefox ffmpeg has_glob '/usr/lib/*/libavcodec.so.[0-9]*'
 }
 
 # --- installing ---------------------------------------------------------------------------------
@@ -129,6 +134,9 @@ report_missing() {
     echo "  install with: sudo apt-get install --no-install-recommends ${missing[*]}"
     if [[ " ${missing[*]} " == *" chromium "* ]]; then
         echo "  (on Ubuntu the browser package is chromium-browser)"
+    fi
+    if [[ " ${missing[*]} " == *" firefox-esr "* ]]; then
+        echo "  (Ubuntu has no firefox-esr package: its Firefox is a snap, which the tests do not drive)"
     fi
 }
 
