@@ -19,6 +19,7 @@ class Interval:
     start_us: int
     end_us: int
     opened_us: int = 0  # events: the stamp of the frame that opened it
+    kind: str = ""  # true anomalies: the simulator's anomaly kind
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agent.evaluation.breakdown import breakdown_table
 from agent.evaluation.metrics import auroc, match_events, percentile
 from agent.evaluation.run import CameraRun
 
@@ -82,8 +83,8 @@ def table(runs: Sequence[CameraRun], summary: Summary) -> str:
             f"{len(r.clean_events):>9}{len(r.shifts):>8}{_shifts_found(r):>7}"
             f"{r.train_seconds:>9.1f}"
         )
+    lines += ["-" * len(head), "", *breakdown_table(runs), ""]
     lines += [
-        "-" * len(head),
         f"onset p50 {summary.onset_p50_s:.2f} s, p95 {summary.onset_p95_s:.2f} s; ROI placement "
         f"median {summary.roi_err_median_px:.2f} px, p99 {summary.roi_err_p99_px:.2f} px; "
         f"sudden shifts found {summary.shifts_found}/{summary.shifts}",

@@ -254,7 +254,8 @@ def _truths(camera: str, spec: SceneSpec, clock: SceneClock, frames: int) -> lis
             start = base + round(a.start_s * 1e6)
             if start < end_us:
                 roi = ROI_NAMES[DEFAULT_REGIONS.index(a.region)]
-                out.append(Interval(camera, roi, start, min(end_us, base + round(a.end_s * 1e6))))
+                end = min(end_us, base + round(a.end_s * 1e6))
+                out.append(Interval(camera, roi, start, end, kind=a.kind))
     return out
 
 
