@@ -5,8 +5,10 @@ camera's model through the shared scheduler, and per ROI turned into events.
 scored frame is an audited one); `judge` runs on a pool thread with the model's raw output. The
 ROIs follow the camera: each frame's polygons are moved by the drift tracker's adjustment in
 force. While the view is lost nothing is scored — the drift tracker raises view_lost instead of a
-flood of ROI anomalies. Per ROI a bounded score history gives each event its score series (from
-a few seconds before it), and the live view each ROI's latest score.
+flood of ROI anomalies. Each verdict takes in the change since the ROI's previous judged frame
+(`Verdict.after`) under the ROI's lock, where results are in stamp order. Per ROI a bounded
+score history gives each event its score series (from a few seconds before it), and the live
+view each ROI's latest score.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import av
 import numpy as np
@@ -34,6 +36,10 @@ log = logging.getLogger("camfleet.agent.detector")
 RECENT_FRAMES = 16  # analysed frames kept for the peak snapshot (~3 s at 5 fps)
 SCORES_LEAD_US = 3_000_000  # an event's score series starts this long before the event
 RECENT_SCORES = 512  # per ROI: the lead-in and how long an event takes to open, at any fps
+# The change since the ROI's previous judged frame counts only if that frame is this recent: the
+# change score is calibrated on frames a detect interval apart, and after a gated still spell,
+# skipped frames or a lost view the change says nothing about how things move.
+CHANGE_GAP_US = 500_000
 Score = tuple[int, float]  # frame stamp (µs), score
 
 
@@ -48,6 +54,8 @@ class Verdict(Protocol):
     def threshold(self) -> float: ...  # at the ROI's sensitivity
     @property
     def region(self) -> Region: ...  # what scored high, in the crop
+
+    def after(self, previous: Self) -> Self: ...  # with the change since the ROI's previous one
 
 
 class ScoringModel(Protocol):
@@ -166,6 +174,7 @@ class _RoiState:
     spec: RoiSpec
     persistence: ScorePersistence | None = None  # made with the first verdict's threshold
     last_us: int = -1
+    previous: Verdict | None = None  # judged at last_us
     event_id: uuid.UUID | None = None
     recent: OrderedDict[int, tuple[float, Box]] = field(default_factory=OrderedDict)
     history: ScoreHistory = field(default_factory=ScoreHistory)
@@ -247,6 +256,9 @@ class CameraDetector:
             if out.stamp_us <= state.last_us:
                 state.late += 1
                 return
+            previous, state.previous = state.previous, verdict
+            if previous is not None and out.stamp_us - state.last_us <= CHANGE_GAP_US:
+                verdict = verdict.after(previous)
             state.last_us, state.last_score = out.stamp_us, verdict.score
             state.scores += 1
             state.above += verdict.score >= verdict.threshold

@@ -10,6 +10,14 @@ alarm threshold is a high quantile of the ROI scores of held-back normal frames 
 each cluster's frames are cross-fitted in folds, so every frame is scored once by statistics that
 never saw it.
 
+Appearance alone cannot tell someone loitering or running about in an ROI from the passers-by
+that cross it: people are normal there. What differs is how the picture changes: a passer-by
+walking through changes a few cells at its edges from one frame to the next, something darting
+about or appearing changes many. So there is a second cue, the change score: the top-k mean over
+the ROI of how much each cell's score moved since the previous analysed frame, with its own
+threshold calibrated the same way on consecutive held-back frames. The ROI is anomalous when
+either cue is above its threshold (`combined`).
+
 Each cell's Gaussian pools the samples of the cells around it (`neighbourhood`): a passer-by
 seen a cell higher in training is then normal here too, which a site's footage, with its paths
 never all covered, needs; an object that is new anywhere near stays new.
@@ -33,7 +41,7 @@ import numpy.typing as npt
 
 from agent.detection.features import grid_mean
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the change score's threshold (change_threshold)
 
 Floats = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
@@ -83,6 +91,7 @@ class PadimStats:
     means: npt.NDArray[np.float32]  # (k, H*W, d)
     precisions: npt.NDArray[np.float32]  # (k, H*W, d, d) inverse shrunk covariances
     threshold: float
+    change_threshold: float  # of `change_score`, calibrated like `threshold`
     quantile: float
     margin: float
     top_k: int
@@ -128,16 +137,19 @@ def fit(
     cells = maps[..., channels].reshape(n, h * w, settings.channels).astype(np.float64)
     centres = brightness_centres(lumas, settings)
     labels = np.argmin(np.abs(lumas[:, None] - centres[None, :]), axis=1)
-    held_back, means, precisions = [], [], []
+    held_back, changes, means, precisions = [], [], [], []
     for k in range(len(centres)):
         members = np.flatnonzero(labels == k)  # in time order: the folds are blocks of time
         if len(members) < 2 * settings.folds:
             raise ValueError(f"brightness cluster {k} has only {len(members)} of {n} frames")
-        held_back.append(_held_back_scores(cells[members], roi, settings))
+        scores, change = _held_back_scores(cells[members], roi, settings)
+        held_back.append(scores)
+        changes.append(change)
         mean, precision = _gaussians(cells[members], (h, w), settings)
         means.append(mean)
         precisions.append(precision)
     quantile = float(np.quantile(np.concatenate(held_back), settings.quantile))
+    change_quantile = float(np.quantile(np.concatenate(changes), settings.quantile))
     return PadimStats(
         feature_shape=(h, w, c),
         channels=channels,
@@ -145,6 +157,8 @@ def fit(
         means=np.stack(means).astype(np.float32),
         precisions=np.stack(precisions).astype(np.float32),
         threshold=quantile * settings.margin,
+        # floored: footage where nothing ever changed must not make every flicker an anomaly
+        change_threshold=max(change_quantile, 1e-3 * quantile) * settings.margin,
         quantile=settings.quantile,
         margin=settings.margin,
         top_k=settings.top_k,
@@ -173,8 +187,31 @@ def score(
     return RoiScore(value, k, score_map, (int(row), int(col)))
 
 
-def _held_back_scores(cells: Floats, roi: Mask, settings: PadimSettings) -> Floats:
-    """ROI scores of one cluster's frames (n, cells, d), each by statistics fitted without it.
+def change_map(score_map: npt.NDArray[np.float32], previous: npt.NDArray[np.float32]) -> Floats:
+    """How far each cell's score moved since the previous analysed frame's map."""
+    if score_map.shape != previous.shape:
+        raise ValueError(f"score maps {score_map.shape} and {previous.shape} differ")
+    moved: Floats = np.abs(score_map.astype(np.float64) - previous)
+    return moved
+
+
+def change_score(stats: PadimStats, moved: Floats, mask: Mask | None = None) -> float:
+    """The ROI's change score: the top-k mean of `change_map` over its cells."""
+    roi = _checked_mask(mask, moved.shape[:2])
+    return float(_roi_scores(moved[None].astype(np.float32), roi, stats.top_k)[0])
+
+
+def combined(stats: PadimStats, score: float, change: float | None) -> float:
+    """One score for the ROI on the appearance scale: the appearance score, or the change score
+    rescaled so that its threshold lands on the appearance threshold, whichever is higher."""
+    if change is None:
+        return score
+    return max(score, change * stats.threshold / stats.change_threshold)
+
+
+def _held_back_scores(cells: Floats, roi: Mask, settings: PadimSettings) -> tuple[Floats, Floats]:
+    """ROI scores of one cluster's frames (n, cells, d), each by statistics fitted without it,
+    and the change scores of each fold's consecutive frames.
 
     Cross-fitting over `folds` folds gives every frame a held-back score, so the quantile rests
     on all of them rather than on a small held-out share, and the statistics in use are fitted on
@@ -184,12 +221,15 @@ def _held_back_scores(cells: Floats, roi: Mask, settings: PadimSettings) -> Floa
     other blocks never saw, as new footage does.
     """
     folds = np.array_split(np.arange(len(cells)), settings.folds)
-    scores = []
+    scores, changes = [], []
     for fold in folds:
         mean, precision = _gaussians(np.delete(cells, fold, axis=0), roi.shape, settings)
-        maps = _score_maps(cells[fold], mean, precision)
-        scores.append(_roi_scores(maps.reshape(len(fold), *roi.shape), roi, settings.top_k))
-    return np.concatenate(scores)
+        maps = _score_maps(cells[fold], mean, precision).reshape(len(fold), *roi.shape)
+        scores.append(_roi_scores(maps, roi, settings.top_k))
+        # Frames of a fold are consecutive, but for the few the trainer held back or that
+        # fell in another brightness set: those gaps only make the threshold a little higher.
+        changes.append(_roi_scores(np.abs(np.diff(maps, axis=0)), roi, settings.top_k))
+    return np.concatenate(scores), np.concatenate(changes)
 
 
 def _score_maps(
@@ -329,6 +369,7 @@ def manifest(stats: PadimStats) -> dict[str, Any]:
         "clusters": len(stats.centres),
         "brightness_centres": stats.centres.tolist(),
         "threshold": stats.threshold,
+        "change_threshold": stats.change_threshold,
         "quantile": stats.quantile,
         "margin": stats.margin,
         "top_k": stats.top_k,
@@ -365,6 +406,7 @@ def load(file: str | Path | IO[bytes]) -> PadimStats:
             means=arrays["means"].astype(np.float32),
             precisions=arrays["precisions"].astype(np.float32),
             threshold=float(meta["threshold"]),
+            change_threshold=float(meta["change_threshold"]),
             quantile=float(meta["quantile"]),
             margin=float(meta["margin"]),
             top_k=int(meta["top_k"]),
@@ -384,6 +426,7 @@ def _check_consistent(stats: PadimStats, meta: dict[str, Any]) -> None:
             ("channels", meta.get("channels") == stats.channels.tolist()),
             ("channel range", d > 0 and stats.channels.min() >= 0 and stats.channels.max() < c),
             ("clusters", meta.get("clusters") == k),
+            ("thresholds", stats.threshold > 0 and stats.change_threshold > 0),
             ("means shape", stats.means.shape == (k, h * w, d)),
             ("precisions shape", stats.precisions.shape == (k, h * w, d, d)),
         )

@@ -117,7 +117,7 @@ def test_round_trip(artifact: ModelArtifact, built: BuiltExtractor, tmp_path: Pa
 
 def test_manifest_describes_the_model(artifact: ModelArtifact, built: BuiltExtractor) -> None:
     manifest = artifact.manifest
-    assert manifest.format_version == 2
+    assert manifest.format_version == 3
     assert manifest.model_version.startswith("cam-1-20250301T123000Z-")
     assert len(manifest.model_version.rsplit("-", 1)[1]) == 8
     assert manifest.extractor == "patch-pca"
@@ -130,6 +130,8 @@ def test_manifest_describes_the_model(artifact: ModelArtifact, built: BuiltExtra
         "LICENSE",
     }
     assert manifest.roi_models["gate"].cells == built.feature_shape[:2]
+    gate = artifact.statistics["gate"]
+    assert manifest.roi_models["gate"].change_threshold == gate.change_threshold > 0
     assert _names(artifact.to_bytes())[:2] == [MANIFEST_FILE, DIGEST_FILE]
 
 
@@ -164,11 +166,13 @@ def test_truncated_file_is_refused(written: Path) -> None:
 
 def test_unknown_format_is_refused(artifact: ModelArtifact, tmp_path: Path) -> None:
     manifest = json.loads(artifact.manifest_json)
-    manifest["format_version"] = 3
-    path = tmp_path / "future.cfm"
-    _repack(path, {MANIFEST_FILE: json.dumps(manifest).encode(), **artifact.files})
-    with pytest.raises(ModelArtifactError, match=r"format 3 is not supported .* reads format 2"):
-        ModelArtifact.read(path)
+    path = tmp_path / "other.cfm"
+    # 2: an artifact from before change thresholds, which would score without its second cue
+    for version in (2, 4):
+        manifest["format_version"] = version
+        _repack(path, {MANIFEST_FILE: json.dumps(manifest).encode(), **artifact.files})
+        with pytest.raises(ModelArtifactError, match=rf"format {version} is not supported .* 3"):
+            ModelArtifact.read(path)
     _repack(path, {"notes.txt": b"hello"})
     with pytest.raises(ModelArtifactError, match=r"no manifest\.json"):
         ModelArtifact.read(path)

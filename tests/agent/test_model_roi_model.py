@@ -8,6 +8,7 @@ import numpy.typing as npt
 import pytest
 from test_model_artifact import ROIS, normal_maps, pack, small_extractor
 
+from agent.detection import padim
 from agent.detection.model.extractor import BuiltExtractor
 from agent.detection.model.roi_model import CropRegion, RoiModel
 from fleet.messages import Box
@@ -80,3 +81,22 @@ def test_a_crop_smaller_than_the_feature_map_still_scores(model: RoiModel, norma
     tiny = np.ones((3, 5), bool)  # e.g. a thin ROI far away: fewer pixels than cells
     verdict = model.score("gate", normal[0], 100.0, tiny)
     assert not verdict.anomalous and 0 <= verdict.region.x < 1
+
+
+def test_a_verdict_takes_in_the_change_since_the_previous_frame(
+    model: RoiModel, normal: Maps
+) -> None:
+    mask = np.ones((32, 48), bool)
+    here, there = normal.mean(axis=0).copy(), normal.mean(axis=0).copy()
+    here[2:5, 3:7] += 3.0
+    there[8:11, 20:24] += 3.0  # the same thing, moved: every cell it left or reached changed
+    before, now = (model.score("yard", m, 100.0, mask) for m in (here, there))
+    assert now.after(now) is now  # nothing moved: the frame's own verdict stands
+    stats = now.stats
+    moved = padim.change_map(now.score_map, before.score_map)
+    change = padim.change_score(stats, moved, now.cells)
+    assert change > 0
+    combined = now.after(before)
+    assert combined.score == pytest.approx(padim.combined(stats, now.score, change))
+    assert combined.score >= now.score and combined.threshold == now.threshold
+    assert combined.score_map is now.score_map  # later frames compare appearance maps

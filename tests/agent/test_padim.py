@@ -339,3 +339,30 @@ def test_features_are_deterministic_and_refuse_tiny_crops() -> None:
     assert np.array_equal(first, EXTRACTOR.extract(crop.copy()))
     with pytest.raises(ValueError, match="at least 16x16"):
         EXTRACTOR.extract(crop[:8])
+
+
+def test_the_change_threshold_holds_for_new_normal_frames_and_a_darting_object_beats_it(
+    stats: padim.PadimStats, fresh: tuple[npt.NDArray[np.float32], list[float]]
+) -> None:
+    features, brightness = fresh
+    maps = [
+        padim.score(stats, f, b, ROI).score_map for f, b in zip(features, brightness, strict=True)
+    ]
+    # consecutive frames of one brightness set: the set alternates frame by frame
+    changes = np.array(
+        [
+            padim.change_score(stats, padim.change_map(b, a), ROI)
+            for a, b in zip(maps, maps[2:], strict=False)
+        ]
+    )
+    assert float(np.mean(changes > stats.change_threshold)) <= 0.01, stats.change_threshold
+    scene = Scene(seed=8)
+    here, there = (EXTRACTOR.extract(scene.frame(DAY, 1.0, obj)) for obj in ((10, 8), (30, 20)))
+    before, after = (padim.score(stats, f, DAY.level, ROI) for f in (here, there))
+    change = padim.change_score(stats, padim.change_map(after.score_map, before.score_map), ROI)
+    assert change > 3 * stats.change_threshold
+    # on the appearance scale: the change counts where it beats its own threshold's share
+    assert padim.combined(stats, after.score, None) == after.score
+    rescaled = change * stats.threshold / stats.change_threshold
+    assert padim.combined(stats, after.score, change) == max(after.score, rescaled)
+    assert padim.combined(stats, 0.0, stats.change_threshold) == pytest.approx(stats.threshold)

@@ -98,6 +98,7 @@ class ModelArtifact:
             entries[roi_id] = RoiModelEntry(
                 statistics=name,
                 threshold=stats.threshold,
+                change_threshold=stats.change_threshold,
                 quantile=stats.quantile,
                 cells=stats.feature_shape[:2],
                 brightness_centres=stats.centres.tolist(),
@@ -280,6 +281,7 @@ def _verified_statistics(
         if (
             stats.feature_shape != manifest.feature_shape
             or stats.threshold != entry.threshold
+            or stats.change_threshold != entry.change_threshold
             or stats.centres.tolist() != entry.brightness_centres
         ):
             raise ModelArtifactError(f"statistics of ROI {roi_id} disagree with the manifest")

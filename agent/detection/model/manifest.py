@@ -17,7 +17,9 @@ from fleet.messages import CameraName, Count, ModelVersion, RoiId, RoiSpec, Sha2
 
 # 2: "luma-standardised" centres on the median and scales by a share of it, no longer by the
 # crop's std; a format-1 artifact's statistics were fitted on other inputs.
-FORMAT_VERSION: Final = 2
+# 3: each ROI also has a change threshold (padim's change score); a format-2 artifact has none,
+# so it is refused and its camera's model is trained again.
+FORMAT_VERSION: Final = 3
 EXTRACTOR_FILE: Final = "extractor.tflite"
 LICENSE_FILE: Final = "LICENSE"
 FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
@@ -53,6 +55,7 @@ class RoiTraining(_Part):
 class RoiModelEntry(_Part):
     statistics: FileName  # the PaDiM .npz
     threshold: Annotated[float, Field(gt=0)]  # at sensitivity 0.5
+    change_threshold: Annotated[float, Field(gt=0)]  # of the change score, likewise
     quantile: Annotated[float, Field(gt=0, le=1)]  # of cross-fitted scores; threshold adds a margin
     cells: tuple[Positive, Positive]  # the feature map's grid: rows, columns
     brightness_centres: list[float]  # one PaDiM set per centre (mean luma inside the ROI)

@@ -7,13 +7,18 @@ PaDiM statistics. The ROI's sensitivity (0..1) moves the calibrated threshold by
 of two either way: 0.5 keeps it, 1 halves it, 0 doubles it. The verdict's region — the cells
 above threshold, or the peak cell — is in normalised crop coordinates; `CropRegion.in_frame`
 maps it onto the crop's box in frame pixels.
+
+A verdict first speaks for the frame alone (appearance); `after` then takes in the change since
+the ROI's previous analysed frame (see `padim.combined`). That needs the frames in order, so the
+detector calls it where its results are ordered; the heavy part runs on any pool thread.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Self
 
 import numpy as np
 import numpy.typing as npt
@@ -45,15 +50,30 @@ class CropRegion:
         return Box(x=x0, y=y0, w=x1 - x0, h=y1 - y0, frame_w=crop.frame_w, frame_h=crop.frame_h)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RoiVerdict:
     score: float
     threshold: float  # the calibrated threshold moved by the ROI's sensitivity
     region: CropRegion
+    score_map: npt.NDArray[np.float32]  # (h, w) appearance score per cell
+    cells: Mask  # (h, w) the ROI's cells
+    stats: padim.PadimStats
 
     @property
     def anomalous(self) -> bool:
         return self.score > self.threshold
+
+    def after(self, previous: Self) -> Self:
+        """This verdict with the change since `previous`, the ROI's verdict on the analysed
+        frame just before (same map, so chains of `after` compare appearance maps)."""
+        moved = padim.change_map(self.score_map, previous.score_map)
+        change = padim.change_score(self.stats, moved, self.cells)
+        score = padim.combined(self.stats, self.score, change)
+        if score <= self.score:
+            return self
+        scaled = moved * (self.stats.threshold / self.stats.change_threshold)
+        region = _region(scaled, self.cells, self.threshold)
+        return replace(self, score=score, region=region)
 
 
 class RoiModel:
@@ -98,9 +118,16 @@ class RoiModel:
         features = feature_map[0] if feature_map.ndim == 4 else feature_map
         result = padim.score(stats, features, brightness, cells)
         threshold = self.threshold(roi_id, sensitivity)
-        above = np.argwhere((result.score_map > threshold) & cells)
-        if not len(above):
-            above = np.array([result.peak_cell])
-        (r0, c0), (r1, c1) = above.min(axis=0), above.max(axis=0) + 1
-        region = CropRegion(c0 / w, r0 / h, (c1 - c0) / w, (r1 - r0) / h)
-        return RoiVerdict(result.score, threshold, region)
+        region = _region(result.score_map, cells, threshold)
+        return RoiVerdict(result.score, threshold, region, result.score_map, cells, stats)
+
+
+def _region(score_map: npt.NDArray[np.floating], cells: Mask, threshold: float) -> CropRegion:
+    """The box of the ROI's cells above threshold, or of its highest cell if none is."""
+    h, w = score_map.shape
+    above = np.argwhere((score_map > threshold) & cells)
+    if not len(above):
+        masked = np.where(cells, score_map, -np.inf)
+        above = np.array([np.unravel_index(int(np.argmax(masked)), (h, w))])
+    (r0, c0), (r1, c1) = above.min(axis=0), above.max(axis=0) + 1
+    return CropRegion(c0 / w, r0 / h, (c1 - c0) / w, (r1 - r0) / h)
