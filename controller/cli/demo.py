@@ -130,7 +130,7 @@ def _camfleet(log: Path, env: dict[str, str], args: tuple[str, ...]) -> subproce
 class ModelTrainer(threading.Thread):
     """A model per simulated camera, one `camfleet model train-sim` at a time (the demo keeps
     running meanwhile), each uploaded and assigned with its ROIs as soon as it is there. Models
-    are kept under `models_dir`; one already there is not trained again."""
+    are kept under `models_dir`; one already there is not trained again while it still reads."""
 
     def __init__(self, procs: Processes, url: str, password: str, models_dir: Path,
                  cameras: list[str], scene_args: tuple[str, ...]) -> None:  # fmt: skip
@@ -177,9 +177,11 @@ class ModelTrainer(threading.Thread):
     def _model(self, name: str) -> tuple[Path, float | None]:
         """The camera's model file, and how long training it took (None: kept from before)."""
         path = self.models_dir / f"{name}.camfleet-model"
-        if path.exists():
-            return path, None
         log = self.procs.log_dir / f"train-{name}.log"
+        # Kept from an earlier run, if this camfleet still reads it (the format may have moved).
+        check = ("model", "show", str(path))
+        if path.exists() and _camfleet(log, self.procs.env, check).wait() == 0:
+            return path, None
         typer.echo(f"training a model for {name} in the background (progress in {log})")
         partial = path.with_suffix(".partial")  # renamed when whole: never reused half-written
         args = ("model", "train-sim", "--camera", name, "--cameras", str(len(self.cameras)),
