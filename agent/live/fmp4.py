@@ -18,7 +18,7 @@ import av.container
 import av.stream
 
 from agent.frames import StreamInfo
-from agent.recording.writer import US
+from agent.recording.writer import add_video_stream, mux_packet
 
 MOVFLAGS = "empty_moov+default_base_moof+frag_every_frame"
 
@@ -51,25 +51,10 @@ class FragmentedMp4:
         self._out: av.container.OutputContainer = av.open(
             self._sink, "w", format="mp4", options={"movflags": MOVFLAGS, "flush_packets": "1"}
         )
-        # As the recorder: the demuxer's exact codec parameters, else the first keyframe's
-        # in-band parameter sets.
-        self._stream = (
-            self._out.add_stream_from_template(template, time_base=US)
-            if template is not None
-            else self._out.add_mux_stream(
-                info.codec, width=info.width, height=info.height, time_base=US
-            )
-        )
+        self._stream = add_video_stream(self._out, info, template)  # as the recorder does
 
     def write(self, packet: av.Packet[Any], pts_us: int, duration_us: int, keyframe: bool) -> bytes:
-        # A view on the same bytes: the consumers' shared packet keeps its own timestamps.
-        view = av.Packet(packet)  # type: ignore[arg-type]  # any buffer works; the stub says bytes
-        view.stream = self._stream
-        view.time_base = US
-        view.pts = view.dts = pts_us
-        view.duration = duration_us
-        view.is_keyframe = keyframe
-        self._out.mux_one(view)
+        mux_packet(self._out, self._stream, packet, pts_us, duration_us, keyframe)
         return self._sink.take()
 
     def close(self) -> bytes:

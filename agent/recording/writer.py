@@ -53,6 +53,36 @@ class _HashingFile:
         return n
 
 
+def add_video_stream(
+    out: av.container.OutputContainer, info: StreamInfo, template: av.stream.Stream | None
+) -> av.stream.Stream:
+    """The stream's track in `out`, in µs. The demuxer's stream carries the exact codec
+    parameters (SPS/PPS); without one, PyAV takes them from the first keyframe's in-band
+    parameter sets."""
+    if template is not None:
+        return out.add_stream_from_template(template, time_base=US)
+    return out.add_mux_stream(info.codec, width=info.width, height=info.height, time_base=US)
+
+
+def mux_packet(
+    out: av.container.OutputContainer,
+    stream: av.stream.Stream,
+    packet: av.Packet[Any],
+    pts_us: int,
+    duration_us: int,
+    keyframe: bool,
+) -> None:
+    """Mux `packet` into `stream` with the capture timing, through a view on the same bytes: the
+    consumers' shared packet keeps its own timestamps."""
+    view = av.Packet(packet)  # type: ignore[arg-type]  # any buffer works; the stub says bytes
+    view.stream = stream
+    view.time_base = US
+    view.pts = view.dts = pts_us
+    view.duration = duration_us
+    view.is_keyframe = keyframe
+    out.mux_one(view)
+
+
 class SegmentWriter:
     """Writes one segment; `confirmed` counts the packets known to be in the file, `sha256` is
     the file's hash once closed."""
@@ -72,28 +102,13 @@ class SegmentWriter:
                 format="mp4",
                 options={"movflags": MOVFLAGS, "flush_packets": "1"},
             )
-            # The demuxer's stream carries the exact codec parameters (SPS/PPS). Without one,
-            # PyAV takes them from the first keyframe's in-band parameter sets.
-            self._stream = (
-                self._out.add_stream_from_template(template, time_base=US)
-                if template is not None
-                else self._out.add_mux_stream(
-                    info.codec, width=info.width, height=info.height, time_base=US
-                )
-            )
+            self._stream = add_video_stream(self._out, info, template)
         except BaseException:
             self._file.close()
             raise
 
     def write(self, packet: av.Packet[Any], pts_us: int, duration_us: int, keyframe: bool) -> None:
-        # A view on the same bytes: the consumers' shared packet keeps its own timestamps.
-        view = av.Packet(packet)  # type: ignore[arg-type]  # any buffer works; the stub says bytes
-        view.stream = self._stream
-        view.time_base = US
-        view.pts = view.dts = pts_us
-        view.duration = duration_us
-        view.is_keyframe = keyframe
-        self._out.mux_one(view)
+        mux_packet(self._out, self._stream, packet, pts_us, duration_us, keyframe)
         if keyframe:
             # frag_keyframe: muxing a keyframe wrote out the fragment before it.
             self.confirmed = self.written
