@@ -210,7 +210,9 @@ class Peer:
         return wait_for(lambda: self.state.subacks.get(mid), 10, what=f"SUBACK {topic_filter}")
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
-        self.client.publish(topic, payload, qos).wait_for_publish(10)
+        info = self.client.publish(topic, payload, qos)
+        info.wait_for_publish(30)  # generous: the embedded broker shares a loaded test machine
+        assert info.is_published(), f"{topic}: not acknowledged by the broker"
 
     def messages(self) -> list[Received]:
         with self.state.lock:
