@@ -53,9 +53,9 @@ class PadimFormatError(ValueError):
 
 @dataclass(frozen=True)
 class PadimSettings:
-    channels: int = 32  # d: channels drawn from the feature map
+    channels: int = 48  # d: channels drawn from the feature map (all, if it has fewer)
     shrinkage: float | None = None  # None: Ledoit-Wolf per cell; else fixed, towards the diagonal
-    ridge: float = 1.0  # added to each channel's variance, as a share of its mean variance
+    ridge: float = 0.5  # added to each channel's variance, as a share of its mean variance
     neighbourhood: int = 1  # a cell's Gaussian pools the cells this many rows/columns around it
     max_clusters: int = 3  # brightness sets
     min_cluster_frames: int = 40  # a brightness set needs this many frames
@@ -129,12 +129,11 @@ def fit(
     if not (np.isfinite(maps).all() and np.isfinite(lumas).all()):
         raise ValueError("features and brightness must be finite")
     n, h, w, c = maps.shape
-    if settings.channels > c:
-        raise ValueError(f"{settings.channels} channels asked of a map with {c}")
+    d = min(settings.channels, c)
     roi = _checked_mask(mask, (h, w))
     rng = np.random.default_rng(settings.seed)
-    channels = np.sort(rng.choice(c, settings.channels, replace=False)).astype(np.int64)
-    cells = maps[..., channels].reshape(n, h * w, settings.channels).astype(np.float64)
+    channels = np.sort(rng.choice(c, d, replace=False)).astype(np.int64)
+    cells = maps[..., channels].reshape(n, h * w, d).astype(np.float64)
     centres = brightness_centres(lumas, settings)
     labels = np.argmin(np.abs(lumas[:, None] - centres[None, :]), axis=1)
     held_back, changes, means, precisions = [], [], [], []

@@ -4,9 +4,12 @@ Scores arrive with the analysed frames' own capture stamps (µs). An event opens
 above-threshold frame once at least k of the last n scores are above the threshold and k-of-n has
 held since a frame at least `min_open_us` earlier: the first above-threshold frame of the run that
 met k-of-n, which is also the event's start stamp, so the event is found again frame-exact in the
-recording. It closes once every score has stayed below threshold x hysteresis for `min_close_us`;
-its end stamp is the last frame that was not. So a single spike never opens an event and a single
-dip never closes one. Pure state, no clock, no I/O.
+recording. A score far above threshold needs less proof: `fast_k` consecutive scores at or
+above threshold x `fast_level` open the event at once, so a blatant anomaly (a covered lens, a
+new object) is raised a frame or two after it starts while a marginal one still needs k-of-n for
+the minimum time. It closes once every score has stayed below threshold x hysteresis for
+`min_close_us`; its end stamp is the last frame that was not. So a single spike never opens an
+event and a single dip never closes one. Pure state, no clock, no I/O.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ class PersistenceSettings:
     min_open_us: int = 400_000  # k-of-n must hold this long before the event opens
     hysteresis: float = 0.8  # the event stays open while scores reach threshold x this
     min_close_us: int = 1_000_000  # scores below that level for this long close it
+    fast_k: int = 2  # this many consecutive scores at threshold x fast_level open at once
+    fast_level: float = 1.5
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= self.n:
@@ -31,6 +36,9 @@ class PersistenceSettings:
             raise ValueError(f"hysteresis must be in (0, 1], got {self.hysteresis}")
         if self.min_open_us < 0 or self.min_close_us < 0:
             raise ValueError("minimum times must not be negative")
+        if not 1 <= self.fast_k <= self.n or not self.fast_level > 1:
+            raise ValueError(f"need 1 <= fast_k <= n and fast_level > 1, got {self.fast_k}, "
+                             f"{self.fast_level}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,7 @@ class ScorePersistence:
     def _while_closed(self, stamp_us: int, score: float) -> Transition | None:
         self._recent.append((stamp_us, score))
         above = [(t, v) for t, v in self._recent if v > self.threshold]
-        if len(above) < self.settings.k:
+        if len(above) < self.settings.k and not self._blatant():
             self._armed_since = None
             return None
         if self._armed_since is None:
@@ -88,11 +96,19 @@ class ScorePersistence:
             self._peak = (peak_score, peak_us)
         else:
             self._track_peak(stamp_us, score)
-        if score <= self.threshold or stamp_us - self._armed_since < self.settings.min_open_us:
+        if score <= self.threshold:
             return None  # trailing low frames inside the window don't count towards the time
+        if stamp_us - self._armed_since < self.settings.min_open_us and not self._blatant():
+            return None
         self._start_us, self._armed_since = self._armed_since, None
         self._last_active_us, self._quiet_since = stamp_us, None
         return Transition("opened", self._span(self._start_us, end_us=None))
+
+    def _blatant(self) -> bool:
+        """The last fast_k scores are all at or above threshold x fast_level."""
+        last = list(self._recent)[-self.settings.fast_k :]
+        level = self.threshold * self.settings.fast_level
+        return len(last) == self.settings.fast_k and all(v >= level for _, v in last)
 
     def _while_open(self, start_us: int, stamp_us: int, score: float) -> Transition | None:
         self._track_peak(stamp_us, score)

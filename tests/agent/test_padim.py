@@ -303,10 +303,15 @@ def test_bad_input_gets_a_clear_error(stats: padim.PadimStats) -> None:
         padim.score(stats, features, float("nan"), ROI)
     with pytest.raises(ValueError, match="covers no cell"):
         padim.score(stats, features, 100.0, np.zeros((GRID, GRID), bool))
-    with pytest.raises(ValueError, match="channels asked"):
-        padim.fit(features[None].repeat(10, 0), [1.0] * 10, settings=padim.PadimSettings(200))
     with pytest.raises(ValueError, match="brightness cluster"):
         padim.fit(features[None].repeat(2, 0), [1.0, 1.0])
+
+
+def test_a_map_with_fewer_channels_than_asked_uses_all_of_them() -> None:
+    maps = np.random.default_rng(3).normal(size=(20, 4, 4, 6)).astype(np.float32)
+    fitted = padim.fit(maps, [100.0] * 20, settings=padim.PadimSettings(channels=200))
+    assert fitted.channels.tolist() == list(range(6))
+    assert fitted.means.shape == (1, 16, 6)
 
 
 def test_cell_mask_keeps_cells_mostly_inside_the_roi() -> None:

@@ -18,7 +18,9 @@ SETTINGS = PersistenceSettings(
     k=3, n=5, min_open_us=600_000, hysteresis=0.8, min_close_us=1_000_000
 )
 
-HI, MID, LO = 20.0, 9.0, 1.0  # above threshold; between it and threshold x 0.8; below both
+# above threshold (below the fast path's x 1.5); between it and threshold x 0.8; below both
+HI, MID, LO = 12.0, 9.0, 1.0
+BLATANT = 15.0  # threshold x fast_level: fast_k (2) of these in a row open at once
 
 
 def stamp(i: int) -> int:
@@ -67,6 +69,15 @@ CASES = {
         [HI] * 4 + [MID] * 10 + [LO] * 6,
         [opened(3, 0, 0, HI), closed(19, 0, 0, HI, end=13)],
     ),
+    "two blatant scores in a row open at once, starting at the first above frame": (
+        [LO, HI, BLATANT, 40.0, HI] + [LO] * 6,
+        [opened(3, start=1, peak=3, peak_score=40.0), closed(10, 1, 3, 40.0, end=4)],
+    ),
+    "blatant scores that are not consecutive wait for k-of-n and the minimum time": (
+        [LO, 40.0, LO, 40.0, HI, HI, LO] + [LO] * 5,
+        # k-of-n at 4, 600 ms after the onset: the same frame it would open at without them
+        [opened(4, start=1, peak=1, peak_score=40.0), closed(11, 1, 1, 40.0, end=5)],
+    ),
     "a second event opens after the first closed, with its own start and peak": (
         [HI] * 4 + [LO] * 6 + [LO, HI, 25.0, HI, HI] + [LO] * 6,
         [
@@ -102,7 +113,16 @@ def test_stamps_must_increase() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"k": 0}, {"k": 6, "n": 5}, {"hysteresis": 1.5}, {"hysteresis": 0}, {"min_open_us": -1}],
+    [
+        {"k": 0},
+        {"k": 6, "n": 5},
+        {"hysteresis": 1.5},
+        {"hysteresis": 0},
+        {"min_open_us": -1},
+        {"fast_k": 0},
+        {"fast_k": 6, "n": 5},
+        {"fast_level": 1.0},
+    ],
 )
 def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
