@@ -31,7 +31,7 @@ THRESHOLD = 1.0
 LOW, HIGH = 0.25, 0.75  # binary fractions, so the sums compare exactly
 BOX = Box(x=8, y=4, w=16, h=12, frame_w=64, frame_h=48)
 # Opens an event at the first score above threshold, so one frame decides it.
-AT_ONCE = PersistenceSettings(k=1, n=1, min_open_us=0)
+AT_ONCE = PersistenceSettings(k=1, n=1, min_open_us=0, fast_k=1)
 
 
 class WholeCrop:
